@@ -1,0 +1,55 @@
+"""Render every API error in the one shape: ``{"detail": ..., "errors": {...}}``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from apps.core.errors import ApplicationError
+from apps.core.responses import error_body
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Turn application, DRF and Django errors into a JSON response with the right 4xx.
+
+    Anything else is left to Django, whose 500 handler also answers in JSON.
+    """
+    headers: dict[str, str] = {}
+    if isinstance(exc, ApplicationError):
+        status, body = exc.status_code, error_body(exc.detail, exc.errors)
+    elif isinstance(exc, RequestDataTooBig):
+        status, body = 413, error_body("Request body is too large.")
+    elif isinstance(exc, Http404):
+        status, body = 404, error_body("Not found.")
+    elif isinstance(exc, PermissionDenied):
+        status, body = 403, error_body("You do not have permission to perform this action.")
+    elif isinstance(exc, drf_exceptions.ValidationError):
+        detail = exc.detail
+        errors = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+        status, body = 400, error_body("Invalid input.", errors)
+    elif isinstance(exc, drf_exceptions.APIException):
+        status, body = exc.status_code, error_body(_text(exc.detail))
+        wait = getattr(exc, "wait", None)
+        if isinstance(exc, drf_exceptions.Throttled) and wait is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        auth_header = getattr(exc, "auth_header", None)
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+    else:
+        return None
+    set_rollback()
+    return Response(body, status=status, headers=headers)
+
+
+def _text(detail: Any) -> str:
+    if isinstance(detail, list | tuple) and detail:
+        return _text(detail[0])
+    if isinstance(detail, dict) and "detail" in detail:
+        return _text(detail["detail"])
+    return str(detail)

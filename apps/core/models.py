@@ -1,0 +1,39 @@
+"""Shared persistence: the record that makes a POST safe to retry."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class IdempotencyRecord(models.Model):
+    """The first outcome of a request made with an ``Idempotency-Key``.
+
+    One row per (owner, scope, key). While the first request runs the row is
+    ``in_flight`` with a lease; a request that crashed leaves a lease that expires, so
+    the key can be retried instead of being stuck forever.
+    """
+
+    class State(models.TextChoices):
+        IN_FLIGHT = "in_flight", "In flight"
+        COMPLETED = "completed", "Completed"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    scope = models.CharField(max_length=64)
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.IN_FLIGHT)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "scope", "key"], name="core_idempotency_owner_scope_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.key} ({self.state})"

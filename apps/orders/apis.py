@@ -1,0 +1,133 @@
+"""HTTP API of the catalogue and of orders."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.core.api import request_user_id, validated
+from apps.core.idempotency import (
+    IDEMPOTENCY_HEADER,
+    request_fingerprint,
+    run_idempotent,
+    validate_idempotency_key,
+)
+from apps.core.pagination import NewestFirstCursorPagination, OldestFirstCursorPagination
+from apps.orders.models import Order, OrderLine, Product
+from apps.orders.selectors import order_get, order_list, product_get, product_list
+from apps.orders.services import MAX_LINE_QUANTITY, MAX_ORDER_LINES, OrderItem, order_create
+
+
+class ProductOutput(serializers.ModelSerializer[Product]):
+    class Meta:
+        model = Product
+        fields = ["id", "sku", "name", "price", "stock"]
+        read_only_fields = fields
+
+
+class OrderLineOutput(serializers.ModelSerializer[OrderLine]):
+    subtotal = serializers.DecimalField(max_digits=14, decimal_places=2, read_only=True)
+
+    class Meta:
+        model = OrderLine
+        fields = ["product_id", "quantity", "unit_price", "subtotal"]
+        read_only_fields = fields
+
+
+class OrderOutput(serializers.ModelSerializer[Order]):
+    lines = OrderLineOutput(many=True, read_only=True)
+
+    class Meta:
+        model = Order
+        fields = ["id", "status", "status_reason", "total", "created_at", "lines"]
+        read_only_fields = fields
+
+
+class OrderItemInput(serializers.Serializer[None]):
+    product_id = serializers.IntegerField(min_value=1)
+    quantity = serializers.IntegerField(min_value=1, max_value=MAX_LINE_QUANTITY)
+
+
+class OrderCreateInput(serializers.Serializer[None]):
+    items = serializers.ListField(child=OrderItemInput(), min_length=1, max_length=MAX_ORDER_LINES)
+
+
+class ProductListApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: ProductOutput(many=True)}, operation_id="products_list")
+    def get(self, request: Request) -> Response:
+        paginator = OldestFirstCursorPagination()
+        page = paginator.paginate_queryset(product_list(), request, view=self)
+        return paginator.get_paginated_response(ProductOutput(page, many=True).data)
+
+
+class ProductDetailApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: ProductOutput}, operation_id="products_retrieve")
+    def get(self, request: Request, product_id: int) -> Response:
+        return Response(ProductOutput(product_get(product_id=product_id)).data)
+
+
+class OrdersApi(APIView):
+    """List the caller's orders (GET) or place one (POST)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: OrderOutput(many=True)}, operation_id="orders_list")
+    def get(self, request: Request) -> Response:
+        paginator = NewestFirstCursorPagination()
+        page = paginator.paginate_queryset(
+            order_list(owner_id=request_user_id(request)), request, view=self
+        )
+        return paginator.get_paginated_response(OrderOutput(page, many=True).data)
+
+    @extend_schema(
+        request=OrderCreateInput,
+        responses={201: OrderOutput},
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="Client-chosen key; a retry with the same key and body replays "
+                "the first response.",
+            )
+        ],
+        operation_id="orders_create",
+    )
+    def post(self, request: Request) -> Response:
+        key = validate_idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
+        data = validated(OrderCreateInput, request.data)
+        items = [OrderItem(**item) for item in data["items"]]
+        owner_id = request_user_id(request)
+
+        def place() -> tuple[int, object]:
+            order = order_create(owner_id=owner_id, items=items, idempotency_key=key)
+            return 201, OrderOutput(order_get(owner_id=owner_id, order_id=order.pk)).data
+
+        result = run_idempotent(
+            owner_id=owner_id,
+            scope="orders.create",
+            key=key,
+            fingerprint=request_fingerprint(request.data),
+            action=place,
+        )
+        headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+        return Response(result.body, status=result.status, headers=headers)
+
+
+class OrderDetailApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: OrderOutput}, operation_id="orders_retrieve")
+    def get(self, request: Request, order_id: int) -> Response:
+        order = order_get(owner_id=request_user_id(request), order_id=order_id)
+        return Response(OrderOutput(order).data)

@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from apps.users.models import User
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin[User]):
+    list_display = ("username", "email", "display_name", "is_staff", "last_active", "date_joined")
+    list_filter = ("is_staff", "is_superuser", "is_active")
+    search_fields = ("username", "email", "display_name")
+    ordering = ("-last_active",)
+    readonly_fields = ("last_active", "last_login", "date_joined")
+    fieldsets = (
+        *(DjangoUserAdmin.fieldsets or ()),
+        ("Profile", {"fields": ("display_name", "last_active")}),
+    )

@@ -1,0 +1,119 @@
+"""HTTP API of users: sign-up, token login, own profile, public profiles."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.core.api import validated
+from apps.users.models import User
+from apps.users.selectors import user_get_public
+from apps.users.services import token_create, user_create, user_update_profile
+
+
+class OwnProfileOutput(serializers.ModelSerializer[User]):
+    class Meta:
+        model = User
+        fields = ["id", "username", "email", "display_name", "date_joined", "last_active"]
+        read_only_fields = fields
+
+
+class UserSignupApi(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list[type] = []
+
+    class SignupInput(serializers.Serializer[None]):
+        username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
+        email = serializers.EmailField(max_length=254)
+        password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+
+    @extend_schema(
+        request=SignupInput, responses={201: OwnProfileOutput}, operation_id="users_signup"
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(self.SignupInput, request.data)
+        user = user_create(**data)
+        return Response(OwnProfileOutput(user).data, status=status.HTTP_201_CREATED)
+
+
+class TokenCreateApi(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list[type] = []
+
+    class TokenInput(serializers.Serializer[None]):
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(max_length=128, trim_whitespace=False)
+
+    class TokenOutput(serializers.Serializer[None]):
+        token = serializers.CharField()
+
+    @extend_schema(
+        request=TokenInput, responses={200: TokenOutput}, operation_id="auth_token_create"
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(self.TokenInput, request.data)
+        token = token_create(**data)
+        return Response({"token": token})
+
+
+class OwnProfileApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    class ProfileUpdateInput(serializers.Serializer[None]):
+        email = serializers.EmailField(max_length=254, required=False)
+        display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+
+    @extend_schema(responses={200: OwnProfileOutput}, operation_id="users_me_retrieve")
+    def get(self, request: Request) -> Response:
+        return Response(OwnProfileOutput(_me(request)).data)
+
+    @extend_schema(
+        request=ProfileUpdateInput,
+        responses={200: OwnProfileOutput},
+        operation_id="users_me_update",
+    )
+    def patch(self, request: Request) -> Response:
+        data = validated(self.ProfileUpdateInput, request.data)
+        user = user_update_profile(user=_me(request), **data)
+        return Response(OwnProfileOutput(user).data)
+
+
+class PublicProfileApi(APIView):
+    permission_classes = [AllowAny]
+
+    class PublicProfileOutput(serializers.ModelSerializer[User]):
+        class Meta:
+            model = User
+            fields = ["id", "username", "display_name", "date_joined"]
+            read_only_fields = fields
+
+    @extend_schema(responses={200: PublicProfileOutput}, operation_id="users_public_retrieve")
+    def get(self, request: Request, user_id: int) -> Response:
+        body = self.PublicProfileOutput(user_get_public(user_id=user_id)).data
+        etag = _etag(body)
+        if etag in _if_none_match(request):
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
+        return Response(body, headers={"ETag": etag, "Cache-Control": "public, max-age=60"})
+
+
+def _me(request: Request) -> User:
+    if not isinstance(request.user, User):
+        raise exceptions.NotAuthenticated()
+    return request.user
+
+
+def _etag(body: object) -> str:
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    return f'"{digest[:32]}"'
+
+
+def _if_none_match(request: Request) -> set[str]:
+    raw = request.headers.get("If-None-Match", "")
+    return {part.strip().removeprefix("W/") for part in raw.split(",") if part.strip()}

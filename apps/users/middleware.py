@@ -1,0 +1,33 @@
+"""Record when an authenticated user was last seen."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase
+from django.utils import timezone
+
+from apps.users.services import user_touch_last_active
+
+
+class LastActiveMiddleware:
+    """Refresh ``last_active`` after the view, at most once per interval per user.
+
+    Runs after the response is built, so a user authenticated by the API's token scheme
+    (set on the request by DRF) counts as well as a session user. The in-memory check
+    on the loaded user skips the UPDATE entirely for anyone seen recently.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and response.status_code < 500:
+            last = getattr(user, "last_active", None)
+            interval = settings.USER_LAST_ACTIVE_INTERVAL_SECONDS
+            if last is None or (timezone.now() - last).total_seconds() >= interval:
+                user_touch_last_active(user_id=user.pk)
+        return response

@@ -1,0 +1,97 @@
+"""Writes to users: sign-up, profile changes, tokens and activity."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.core.errors import InvalidInput
+from apps.users.models import AuthToken, User
+from apps.users.tokens import new_token, token_digest
+
+
+def user_create(*, username: str, email: str, password: str) -> User:
+    """Create an active user; refuse a taken username or email, or a weak password."""
+    user = User(username=username, email=User.objects.normalize_email(email))
+    try:
+        validate_password(password, user=user)
+    except ValidationError as exc:
+        raise InvalidInput(errors={"password": list(exc.messages)}) from None
+    user.set_password(password)
+    _raise_if_taken(username=username, email=user.email, exclude_id=None)
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:
+        # A concurrent sign-up won the race the check above cannot close.
+        raise InvalidInput(
+            errors={"username": ["A user with that username or email already exists."]}
+        ) from None
+    return user
+
+
+def user_update_profile(
+    *, user: User, email: str | None = None, display_name: str | None = None
+) -> User:
+    """Change the user's email and/or display name."""
+    fields: list[str] = []
+    if email is not None:
+        user.email = User.objects.normalize_email(email)
+        _raise_if_taken(username=None, email=user.email, exclude_id=user.pk)
+        fields.append("email")
+    if display_name is not None:
+        user.display_name = display_name
+        fields.append("display_name")
+    if fields:
+        try:
+            with transaction.atomic():
+                user.save(update_fields=fields)
+        except IntegrityError:
+            raise InvalidInput(
+                errors={"email": ["A user with that email already exists."]}
+            ) from None
+    return user
+
+
+def token_create(*, username: str, password: str) -> str:
+    """Return a new API token for valid credentials, or raise InvalidInput."""
+    user = authenticate(username=username, password=password)
+    if not isinstance(user, User) or not user.is_active:
+        raise InvalidInput("Unable to log in with the provided credentials.")
+    token = new_token()
+    AuthToken.objects.create(user=user, digest=token_digest(token))
+    return token
+
+
+def user_touch_last_active(*, user_id: int) -> bool:
+    """Record activity, writing at most once per interval; return whether it wrote.
+
+    The conditional UPDATE makes concurrent requests of one user write once, and keeps
+    the per-request cost a no-op for everyone active within the interval.
+    """
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.USER_LAST_ACTIVE_INTERVAL_SECONDS)
+    updated = (
+        User.objects.filter(pk=user_id)
+        .filter(Q(last_active__isnull=True) | Q(last_active__lt=stale_before))
+        .update(last_active=now)
+    )
+    return updated == 1
+
+
+def _raise_if_taken(*, username: str | None, email: str, exclude_id: int | None) -> None:
+    errors: dict[str, list[str]] = {}
+    others = User.objects.exclude(pk=exclude_id) if exclude_id else User.objects.all()
+    if username is not None and others.filter(username=username).exists():
+        errors["username"] = ["A user with that username already exists."]
+    if email and others.filter(email__iexact=email).exists():
+        errors["email"] = ["A user with that email already exists."]
+    if errors:
+        raise InvalidInput(errors=errors)

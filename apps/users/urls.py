@@ -1,0 +1,10 @@
+from django.urls import path
+
+from apps.users import apis
+
+urlpatterns = [
+    path("users", apis.UserSignupApi.as_view(), name="users-signup"),
+    path("users/me", apis.OwnProfileApi.as_view(), name="users-me"),
+    path("users/<int:user_id>", apis.PublicProfileApi.as_view(), name="users-public"),
+    path("auth/token", apis.TokenCreateApi.as_view(), name="auth-token"),
+]

@@ -1,0 +1,31 @@
+"""Top-level routes: the versioned API, its schema and docs, admin, health and metrics."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.core import views as core_views
+from apps.observability import views as observability_views
+
+api_v1 = [
+    path("", include("apps.users.urls")),
+    path("", include("apps.orders.urls")),
+]
+
+urlpatterns = [
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("admin/", admin.site.urls),
+    path("healthz", observability_views.healthz, name="healthz"),
+    path("readyz", observability_views.readyz, name="readyz"),
+    path("", include("django_prometheus.urls")),
+    # Every other path answers 404 in the JSON error shape, in DEBUG too. Admin and
+    # static paths are left to Django so that its trailing-slash redirect still works.
+    re_path(r"^(?!admin|static).*$", core_views.not_found),
+]
+
+handler400 = "apps.core.views.bad_request"
+handler403 = "apps.core.views.permission_denied"
+handler404 = "apps.core.views.not_found"
+handler500 = "apps.core.views.server_error"

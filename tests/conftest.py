@@ -1,0 +1,45 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import pytest
+from rest_framework.test import APIClient
+
+from apps.orders.models import Product
+from apps.users.models import User
+from apps.users.services import token_create
+from tests.factories import PASSWORD, ProductFactory, UserFactory
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    """Return an anonymous API client."""
+    return APIClient()
+
+
+@pytest.fixture
+def user(db: None) -> User:
+    """Return a saved, active user whose password is ``PASSWORD``."""
+    return cast(User, UserFactory())
+
+
+@pytest.fixture
+def token(user: User) -> str:
+    """Return an API token for ``user``."""
+    return token_create(username=user.username, password=PASSWORD)
+
+
+@pytest.fixture
+def auth_client(token: str) -> APIClient:
+    """Return an API client that authenticates as ``user`` with a token."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+@pytest.fixture
+def product(db: None) -> Product:
+    """Return a product priced 9.99 with 100 in stock."""
+    return cast(Product, ProductFactory())
