@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import pytest
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from apps.orders.models import Product
 from apps.users.models import User
 from apps.users.services import token_create
 from tests.factories import PASSWORD, ProductFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    # PBKDF2's deliberate slowness would dominate the run; hashing itself is still real.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """Start every test with an empty cache, so no entry outlives the rows it describes."""
+    cache.clear()
 
 
 @pytest.fixture

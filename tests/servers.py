@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -30,6 +31,13 @@ PACKAGES = {
 
 class ServerError(RuntimeError):
     """A server could not be found or started."""
+
+
+def _scratch_dir(prefix: str) -> Path:
+    """Make a temporary directory that servers running as other users can traverse."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(path, 0o755)  # noqa: S103 -- scratch space; each server owns its subdirectory
+    return Path(path)
 
 
 def free_port() -> int:
@@ -91,13 +99,15 @@ class Process:
     stop_signal: int = signal.SIGTERM
 
     def stop(self, timeout: float = 20) -> None:
-        if self.popen.poll() is not None:
-            return
-        self.popen.send_signal(self.stop_signal)
+        # Each server runs in its own process group, so wrappers that fork the real
+        # server (RabbitMQ's) are stopped together with it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, self.stop_signal)
         try:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.popen.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait(5)
 
 
@@ -105,15 +115,15 @@ class Process:
 class Servers:
     """Private server instances and the URLs to reach them."""
 
-    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="highscale-")))
+    root: Path = field(default_factory=lambda: _scratch_dir("highscale-"))
     processes: list[Process] = field(default_factory=list)
-    urls: dict[str, str] = field(default_factory=dict)
 
     def stop(self) -> None:
         """Stop every server, newest first, and remove their directories."""
         while self.processes:
             self.processes.pop().stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not os.environ.get("HIGHSCALE_KEEP_SERVER_DIRS"):
+            shutil.rmtree(self.root, ignore_errors=True)
 
     # --- PostgreSQL -------------------------------------------------------------------
 
@@ -125,11 +135,34 @@ class Servers:
         home.mkdir()
         as_user = _postgres_user()
         if as_user:
-            shutil.chown(self.root, user=as_user)
             shutil.chown(home, user=as_user)
         data = home / "data"
         subprocess.run(
             [initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            user=as_user,
+        )
+        port = free_port()
+        self._run_postgres(bindir, data, home, port, name, as_user)
+        return f"postgres://postgres@127.0.0.1:{port}/highscale"
+
+    def start_replica(self, primary_url: str, name: str = "replica") -> str:
+        """Clone the primary with ``pg_basebackup -R`` and start it as a streaming replica."""
+        bindir = Path(find_binary("initdb")).resolve().parent
+        primary_port = primary_url.rsplit(":", 1)[1].split("/", 1)[0]
+        home = self.root / name
+        home.mkdir()
+        as_user = _postgres_user()
+        if as_user:
+            shutil.chown(home, user=as_user)
+        data = home / "data"
+        subprocess.run(
+            [
+                str(bindir / "pg_basebackup"),
+                *("-h", "127.0.0.1", "-p", primary_port, "-U", "postgres"),
+                *("-D", str(data), "-R", "-X", "stream", "-c", "fast"),
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
             user=as_user,
@@ -157,7 +190,9 @@ class Servers:
         for key, value in settings.items():
             args += ["-c", f"{key}={value}"]
         log = open(home / "postgres.log", "wb")  # noqa: SIM115 -- kept open for the server's life
-        popen = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, user=as_user)
+        popen = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, user=as_user, start_new_session=True
+        )
         self.processes.append(Process(name, popen, stop_signal=signal.SIGINT))
         pg_isready = str(bindir / "pg_isready")
 
@@ -183,7 +218,9 @@ class Servers:
             binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(home),
         ]  # fmt: skip
-        popen = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        popen = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.processes.append(Process(name, popen))
         wait_until(lambda: port_open("127.0.0.1", port), 30, name)
         return f"redis://127.0.0.1:{port}/0"
@@ -193,6 +230,13 @@ class Servers:
     def start_rabbitmq(self, name: str = "rabbitmq") -> str:
         """Start a private RabbitMQ node on free ports; return its AMQP URL."""
         binary = find_binary("rabbitmq-server")
+        # Debian's /usr/sbin wrapper re-launches the server through `su`, in a session
+        # of its own that would outlive us; run the real script as `rabbitmq` instead.
+        real = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+        as_user = None
+        if real.exists():
+            binary = str(real)
+            as_user = "rabbitmq" if os.geteuid() == 0 and _user_exists("rabbitmq") else None
         home = self.root / name
         home.mkdir()
         port, dist_port = free_port(), free_port()
@@ -208,11 +252,24 @@ class Servers:
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
             "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq"),
             "RABBITMQ_PID_FILE": str(home / "rabbitmq.pid"),
+            "ERL_CRASH_DUMP": str(home / "erl_crash.dump"),
+            "HOME": str(home),
         }
         (home / "enabled_plugins").write_text("[].\n")
         (home / "rabbitmq.conf").write_text("loopback_users = none\n")
+        if as_user:
+            for path in (home, *home.iterdir()):
+                shutil.chown(path, user=as_user)
         log = open(home / "server.log", "wb")  # noqa: SIM115 -- kept open for the server's life
-        popen = subprocess.Popen([binary], env=env, stdout=log, stderr=subprocess.STDOUT)
+        popen = subprocess.Popen(
+            [binary],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            user=as_user,
+            cwd=home,
+            start_new_session=True,
+        )
         self.processes.append(Process(name, popen))
 
         def ready() -> bool:
@@ -222,6 +279,14 @@ class Servers:
 
         wait_until(ready, 90, name)
         return f"amqp://guest:guest@127.0.0.1:{port}//"
+
+
+def _user_exists(user: str) -> bool:
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        return False
+    return True
 
 
 def _postgres_user() -> str | None:

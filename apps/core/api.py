@@ -4,8 +4,40 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input; `errors` names each offending field.",
+    401: "Authentication credentials are missing or invalid.",
+    404: "Not found, or not the caller's to see; on a list, an invalid cursor.",
+    409: "A request with this Idempotency-Key is still being processed.",
+    422: "This Idempotency-Key was already used with a different request body.",
+}
+
+
+# The one error shape of the API. Inline, because a serializer class cannot declare a
+# field named ``errors`` without shadowing ``Serializer.errors`` for the type checker.
+ERROR_OUTPUT = inline_serializer(
+    name="ErrorOutput",
+    fields={
+        "detail": serializers.CharField(),
+        "errors": serializers.DictField(required=False, help_text="Messages per field."),
+    },
+)
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    """Return schema entries documenting these error statuses in the error shape."""
+    return {
+        code: OpenApiResponse(ERROR_OUTPUT, description=ERROR_DESCRIPTIONS[code]) for code in codes
+    }
+
+
+def id_path_parameter(name: str) -> OpenApiParameter:
+    """Return the schema of a path segment holding a row id, which is always positive."""
+    return OpenApiParameter(name, {"type": "integer", "minimum": 1}, OpenApiParameter.PATH)
 
 
 def validated(serializer_class: type[serializers.Serializer[Any]], data: Any) -> dict[str, Any]:

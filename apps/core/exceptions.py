@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import IntegrityError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -13,6 +15,8 @@ from rest_framework.views import set_rollback
 
 from apps.core.errors import ApplicationError
 from apps.core.responses import error_body
+
+logger = logging.getLogger(__name__)
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -23,6 +27,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     headers: dict[str, str] = {}
     if isinstance(exc, ApplicationError):
         status, body = exc.status_code, error_body(exc.detail, exc.errors)
+    elif isinstance(exc, IntegrityError):
+        # A constraint checked at commit (a deferred foreign key to a row deleted
+        # meanwhile) is a lost race, not a server fault: nothing was written, and the
+        # client may retry.
+        logger.warning("Integrity error answered with 409", exc_info=exc)
+        status, body = 409, error_body("The request conflicted with a concurrent change; retry.")
     elif isinstance(exc, RequestDataTooBig):
         status, body = 413, error_body("Request body is too large.")
     elif isinstance(exc, Http404):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from apps.core.responses import error_response
 
 
+# Exempt so that a POST to an unknown route answers this JSON 404, not the CSRF HTML page.
+@csrf_exempt
 def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     """Answer an unknown route with 404 in the error shape."""
     return error_response(404, "Not found.")

@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
+from collections.abc import Callable
+from functools import wraps
 
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from apps.core.responses import error_response
 from apps.observability.checks import run_readiness_checks
 
 
-@require_GET
+def _get_only(view: Callable[[HttpRequest], JsonResponse]) -> Callable[[HttpRequest], JsonResponse]:
+    """Answer every method but GET and HEAD with 405 in the JSON error shape.
+
+    CSRF-exempt because nothing here changes state, so a stray POST gets this JSON 405
+    rather than Django's HTML CSRF failure page.
+    """
+
+    @csrf_exempt
+    @wraps(view)
+    def wrapper(request: HttpRequest) -> JsonResponse:
+        if request.method not in ("GET", "HEAD"):
+            response = error_response(405, f'Method "{request.method}" not allowed.')
+            response["Allow"] = "GET, HEAD"
+            return response
+        return view(request)
+
+    return wrapper
+
+
+@_get_only
 def healthz(request: HttpRequest) -> JsonResponse:
     """Answer 200 while the process can serve; touch no dependency."""
     return JsonResponse({"status": "ok"})
 
 
-@require_GET
+@_get_only
 def readyz(request: HttpRequest) -> JsonResponse:
     """Answer 200 when every dependency is usable, else 503 naming the failing checks."""
     results = run_readiness_checks()

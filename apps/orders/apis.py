@@ -10,9 +10,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import request_user_id, validated
+from apps.core.api import error_responses, id_path_parameter, request_user_id, validated
 from apps.core.idempotency import (
     IDEMPOTENCY_HEADER,
+    MAX_KEY_LENGTH,
     request_fingerprint,
     run_idempotent,
     validate_idempotency_key,
@@ -59,10 +60,14 @@ class OrderCreateInput(serializers.Serializer[None]):
 
 class ProductListApi(APIView):
     permission_classes = [AllowAny]
+    pagination_class = OldestFirstCursorPagination
 
-    @extend_schema(responses={200: ProductOutput(many=True)}, operation_id="products_list")
+    @extend_schema(
+        responses={200: ProductOutput(many=True), **error_responses(404)},
+        operation_id="products_list",
+    )
     def get(self, request: Request) -> Response:
-        paginator = OldestFirstCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(product_list(), request, view=self)
         return paginator.get_paginated_response(ProductOutput(page, many=True).data)
 
@@ -70,7 +75,11 @@ class ProductListApi(APIView):
 class ProductDetailApi(APIView):
     permission_classes = [AllowAny]
 
-    @extend_schema(responses={200: ProductOutput}, operation_id="products_retrieve")
+    @extend_schema(
+        responses={200: ProductOutput, **error_responses(404)},
+        parameters=[id_path_parameter("product_id")],
+        operation_id="products_retrieve",
+    )
     def get(self, request: Request, product_id: int) -> Response:
         return Response(ProductOutput(product_get(product_id=product_id)).data)
 
@@ -79,10 +88,14 @@ class OrdersApi(APIView):
     """List the caller's orders (GET) or place one (POST)."""
 
     permission_classes = [IsAuthenticated]
+    pagination_class = NewestFirstCursorPagination
 
-    @extend_schema(responses={200: OrderOutput(many=True)}, operation_id="orders_list")
+    @extend_schema(
+        responses={200: OrderOutput(many=True), **error_responses(401, 404)},
+        operation_id="orders_list",
+    )
     def get(self, request: Request) -> Response:
-        paginator = NewestFirstCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(
             order_list(owner_id=request_user_id(request)), request, view=self
         )
@@ -90,16 +103,25 @@ class OrdersApi(APIView):
 
     @extend_schema(
         request=OrderCreateInput,
-        responses={201: OrderOutput},
+        responses={201: OrderOutput, **error_responses(400, 401, 409, 422)},
         parameters=[
             OpenApiParameter(
                 IDEMPOTENCY_HEADER,
-                OpenApiTypes.STR,
+                {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
                 OpenApiParameter.HEADER,
                 required=True,
+                pattern=r"^[ -~]*[!-~][ -~]*$",
                 description="Client-chosen key; a retry with the same key and body replays "
                 "the first response.",
-            )
+            ),
+            OpenApiParameter(
+                "Idempotent-Replayed",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                enum=["true"],
+                response=[201],
+                description="Present when the response replays the first one for this key.",
+            ),
         ],
         operation_id="orders_create",
     )
@@ -127,7 +149,11 @@ class OrdersApi(APIView):
 class OrderDetailApi(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: OrderOutput}, operation_id="orders_retrieve")
+    @extend_schema(
+        responses={200: OrderOutput, **error_responses(401, 404)},
+        parameters=[id_path_parameter("order_id")],
+        operation_id="orders_retrieve",
+    )
     def get(self, request: Request, order_id: int) -> Response:
         order = order_get(owner_id=request_user_id(request), order_id=order_id)
         return Response(OrderOutput(order).data)

@@ -13,6 +13,8 @@ from apps.orders.models import Order, OrderLine, Product
 
 MAX_ORDER_LINES = 1000
 MAX_LINE_QUANTITY = 10_000
+# The largest total ``Order.total`` (14 digits, 2 decimal places) can store.
+MAX_ORDER_TOTAL = Decimal("999999999999.99")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ def order_create(*, owner_id: int, items: Sequence[OrderItem], idempotency_key: 
         for item in items
     ]
     total = sum((line.unit_price * line.quantity for line in lines), Decimal("0.00"))
+    if total > MAX_ORDER_TOTAL:
+        raise InvalidInput(errors={"items": [f"An order total cannot exceed {MAX_ORDER_TOTAL}."]})
     with transaction.atomic():
         order = Order.objects.create(
             owner_id=owner_id, total=total, idempotency_key=idempotency_key

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import validated
+from apps.core.api import error_responses, id_path_parameter, validated
 from apps.users.models import User
 from apps.users.selectors import user_get_public
 from apps.users.services import token_create, user_create, user_update_profile
@@ -35,7 +35,9 @@ class UserSignupApi(APIView):
         password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
 
     @extend_schema(
-        request=SignupInput, responses={201: OwnProfileOutput}, operation_id="users_signup"
+        request=SignupInput,
+        responses={201: OwnProfileOutput, **error_responses(400)},
+        operation_id="users_signup",
     )
     def post(self, request: Request) -> Response:
         data = validated(self.SignupInput, request.data)
@@ -55,7 +57,9 @@ class TokenCreateApi(APIView):
         token = serializers.CharField()
 
     @extend_schema(
-        request=TokenInput, responses={200: TokenOutput}, operation_id="auth_token_create"
+        request=TokenInput,
+        responses={200: TokenOutput, **error_responses(400)},
+        operation_id="auth_token_create",
     )
     def post(self, request: Request) -> Response:
         data = validated(self.TokenInput, request.data)
@@ -70,13 +74,15 @@ class OwnProfileApi(APIView):
         email = serializers.EmailField(max_length=254, required=False)
         display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
 
-    @extend_schema(responses={200: OwnProfileOutput}, operation_id="users_me_retrieve")
+    @extend_schema(
+        responses={200: OwnProfileOutput, **error_responses(401)}, operation_id="users_me_retrieve"
+    )
     def get(self, request: Request) -> Response:
         return Response(OwnProfileOutput(_me(request)).data)
 
     @extend_schema(
         request=ProfileUpdateInput,
-        responses={200: OwnProfileOutput},
+        responses={200: OwnProfileOutput, **error_responses(400, 401)},
         operation_id="users_me_update",
     )
     def patch(self, request: Request) -> Response:
@@ -94,7 +100,11 @@ class PublicProfileApi(APIView):
             fields = ["id", "username", "display_name", "date_joined"]
             read_only_fields = fields
 
-    @extend_schema(responses={200: PublicProfileOutput}, operation_id="users_public_retrieve")
+    @extend_schema(
+        responses={200: PublicProfileOutput, **error_responses(404)},
+        parameters=[id_path_parameter("user_id")],
+        operation_id="users_public_retrieve",
+    )
     def get(self, request: Request, user_id: int) -> Response:
         body = self.PublicProfileOutput(user_get_public(user_id=user_id)).data
         etag = _etag(body)

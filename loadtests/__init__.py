@@ -1,0 +1,1 @@
+"""Performance measurement: the ``make bench`` suite (``loadtests.bench``)."""

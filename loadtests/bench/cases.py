@@ -1,0 +1,71 @@
+"""The case registry: one entry per line of the ``make bench`` report.
+
+To benchmark something new, append a ``Case``: its name (the report line), the target
+that serves it (a key of ``targets.TARGETS``), the path, optional request headers, and
+an optional setup that runs once after the target answers. A setup receives the
+started ``Site`` (with ``site.manage(...)`` for data) and the case's request, and
+returns the request to send, e.g. with a token header or a created object's id.
+
+The first entry is the floor: every ratio is measured against it, so it always runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from loadtests.bench.targets import TARGETS, Site
+
+
+@dataclass(frozen=True)
+class Request:
+    """What wrk sends for a case: a path and extra headers."""
+
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+Setup = Callable[[Site, Request], Request]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark line."""
+
+    name: str
+    target: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    setup: Setup | None = None
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"case {self.name!r}: unknown target {self.target!r}")
+
+    @property
+    def request(self) -> Request:
+        """Return the request as declared, before any setup."""
+        return Request(self.path, self.headers)
+
+
+CASES: tuple[Case, ...] = (
+    Case("bare WSGI (floor)", "bare", "/"),
+    Case("django JSON view (/healthz, full middleware)", "django", "/healthz"),
+)
+
+FLOOR = CASES[0]
+
+
+def select_cases(only: str | None) -> list[Case]:
+    """Return the floor and every case whose name contains ``only`` (case-insensitive).
+
+    Raise ValueError when ``only`` matches no case, naming the cases there are.
+    """
+    if not only:
+        return list(CASES)
+    needle = only.lower()
+    matches = [case for case in CASES if needle in case.name.lower()]
+    if not matches:
+        names = "\n  ".join(case.name for case in CASES)
+        raise ValueError(f"no case name contains {only!r}; the cases are:\n  {names}")
+    return [case for case in CASES if case is FLOOR or case in matches]

@@ -1,0 +1,146 @@
+"""Every error answer is JSON in the one shape, never an HTML page or a 500."""
+
+from __future__ import annotations
+
+import pytest
+from django.http import HttpRequest, HttpResponse
+from django.test import Client
+from django.urls import path
+
+from apps.users.models import User
+from config import urls as config_urls
+
+ONE_MIB = 1024 * 1024
+SIGNUP_URL = "/api/v1/users"
+
+
+def test_unknown_route_answers_404_json(client):
+    response = client.get("/no/such/route")
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_unknown_route_under_the_api_prefix_answers_404_json(client):
+    response = client.post("/api/v1/nothing-here", {}, content_type="application/json")
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_post_to_unknown_route_from_a_real_client_answers_404_json_not_a_csrf_page():
+    response = Client(enforce_csrf_checks=True).post(
+        "/no/such/route", "{}", content_type="application/json"
+    )
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not found."}
+
+
+@pytest.mark.django_db
+def test_wrong_method_on_an_api_route_answers_405_json(client):
+    response = client.delete(SIGNUP_URL)
+
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": 'Method "DELETE" not allowed.'}
+    assert "POST" in response["Allow"]
+
+
+@pytest.mark.django_db
+def test_malformed_json_answers_400_json_and_creates_nothing(client):
+    response = client.post(SIGNUP_URL, '{"username": "x", ', content_type="application/json")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"].startswith("JSON parse error")
+    assert not User.objects.exists()
+
+
+@pytest.mark.django_db
+def test_body_one_byte_over_one_mib_answers_413_json_before_parsing(client):
+    body = b"x" * (ONE_MIB + 1)
+
+    response = client.generic("POST", SIGNUP_URL, body, content_type="application/json")
+
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": f"Request body is larger than {ONE_MIB} bytes."}
+    assert not User.objects.exists()
+
+
+@pytest.mark.django_db
+def test_declared_content_length_over_the_limit_is_refused_without_reading(client):
+    response = client.generic(
+        "POST",
+        SIGNUP_URL,
+        b"{}",
+        content_type="application/json",
+        CONTENT_LENGTH=str(ONE_MIB + 1),
+    )
+
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": f"Request body is larger than {ONE_MIB} bytes."}
+
+
+@pytest.mark.django_db
+def test_body_of_exactly_one_mib_reaches_the_view(client):
+    prefix, suffix = '{"username": "', '"}'
+    body = prefix + "a" * (ONE_MIB - len(prefix) - len(suffix)) + suffix
+    assert len(body.encode()) == ONE_MIB
+
+    response = client.post(SIGNUP_URL, body, content_type="application/json")
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert errors["username"] == ["Ensure this field has no more than 150 characters."]
+    assert errors["email"] == ["This field is required."]
+
+
+def test_non_numeric_content_length_answers_400_json(client):
+    response = client.generic(
+        "POST", "/healthz", b"", content_type="application/json", CONTENT_LENGTH="ten"
+    )
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Content-Length is not a number."}
+
+
+def test_negative_content_length_answers_400_json(client):
+    response = client.get("/healthz", CONTENT_LENGTH="-5")
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": "Content-Length is negative."}
+
+
+def test_error_answers_still_carry_the_request_id(client):
+    response = client.get("/no/such/route", HTTP_X_REQUEST_ID="trace-0001-abcd")
+
+    assert response.status_code == 404
+    assert response["X-Request-ID"] == "trace-0001-abcd"
+
+
+@pytest.mark.urls(__name__)
+def test_unhandled_view_error_answers_500_json_without_traceback():
+    client = Client(raise_request_exception=False)
+
+    response = client.get("/test-only/crash")
+
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Internal server error."}
+    assert "secret internals" not in response.content.decode()
+
+
+def _crash(request: HttpRequest) -> HttpResponse:
+    raise RuntimeError("secret internals")
+
+
+# The project's routes and error handlers plus one view that fails, for the 500 test.
+urlpatterns = [path("test-only/crash", _crash), *config_urls.urlpatterns]
+handler500 = config_urls.handler500

@@ -1,0 +1,221 @@
+"""run_idempotent and its helpers, called directly against PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, cast
+
+import pytest
+from django.utils import timezone
+
+from apps.core.errors import Conflict, InvalidInput, Unprocessable
+from apps.core.idempotency import (
+    IdempotentResult,
+    request_fingerprint,
+    run_idempotent,
+    validate_idempotency_key,
+)
+from apps.core.models import IdempotencyRecord
+from apps.orders.models import Product
+from apps.users.models import User
+from tests.factories import UserFactory
+
+SCOPE = "tests.scope"
+FINGERPRINT = request_fingerprint({"items": [1]})
+
+
+class Recorder:
+    """An action that counts its calls and returns a fixed response."""
+
+    def __init__(self, status: int = 201, body: Any = None) -> None:
+        self.calls = 0
+        self.status = status
+        self.body = body if body is not None else {"id": 1, "items": ["a", "b"]}
+
+    def __call__(self) -> tuple[int, Any]:
+        self.calls += 1
+        return self.status, self.body
+
+
+def run(
+    owner_id: int,
+    action: Callable[[], tuple[int, Any]],
+    *,
+    key: str = "k",
+    fingerprint: str = FINGERPRINT,
+) -> IdempotentResult:
+    return run_idempotent(
+        owner_id=owner_id, scope=SCOPE, key=key, fingerprint=fingerprint, action=action
+    )
+
+
+def test_first_call_runs_the_action_and_stores_its_response(user):
+    action = Recorder(status=201, body={"id": 7, "total": "1.00"})
+
+    result = run(user.pk, action)
+
+    assert result == IdempotentResult(status=201, body={"id": 7, "total": "1.00"}, replayed=False)
+    assert action.calls == 1
+    record = IdempotencyRecord.objects.get()
+    assert (record.owner_id, record.scope, record.key, record.request_hash) == (
+        user.pk,
+        SCOPE,
+        "k",
+        FINGERPRINT,
+    )
+    assert (record.state, record.response_status, record.response_body) == (
+        IdempotencyRecord.State.COMPLETED,
+        201,
+        {"id": 7, "total": "1.00"},
+    )
+
+
+def test_second_call_replays_the_first_response_without_running_the_action(user):
+    first = run(user.pk, Recorder(status=201, body={"id": 7}))
+    second_action = Recorder(status=200, body={"id": 8})
+
+    second = run(user.pk, second_action)
+
+    assert second == IdempotentResult(status=first.status, body=first.body, replayed=True)
+    assert second_action.calls == 0
+    assert IdempotencyRecord.objects.count() == 1
+
+
+def test_same_key_with_another_fingerprint_is_unprocessable(user):
+    run(user.pk, Recorder())
+    action = Recorder()
+
+    with pytest.raises(Unprocessable):
+        run(user.pk, action, fingerprint=request_fingerprint({"items": [2]}))
+
+    assert action.calls == 0
+    assert IdempotencyRecord.objects.get().request_hash == FINGERPRINT
+
+
+def make_in_flight(
+    owner_id: int, *, lease: timedelta, fingerprint: str = FINGERPRINT
+) -> IdempotencyRecord:
+    return IdempotencyRecord.objects.create(
+        owner_id=owner_id,
+        scope=SCOPE,
+        key="k",
+        request_hash=fingerprint,
+        lease_expires_at=timezone.now() + lease,
+    )
+
+
+def test_key_in_flight_under_a_live_lease_conflicts(user):
+    held = make_in_flight(user.pk, lease=timedelta(seconds=30))
+    action = Recorder()
+
+    with pytest.raises(Conflict):
+        run(user.pk, action)
+
+    assert action.calls == 0
+    record = IdempotencyRecord.objects.get()
+    assert (record.state, record.lease_expires_at) == (
+        IdempotencyRecord.State.IN_FLIGHT,
+        held.lease_expires_at,
+    )
+
+
+def test_key_in_flight_with_another_fingerprint_is_unprocessable_not_a_conflict(user):
+    make_in_flight(
+        user.pk, lease=timedelta(seconds=30), fingerprint=request_fingerprint({"other": 1})
+    )
+
+    with pytest.raises(Unprocessable):
+        run(user.pk, Recorder())
+
+
+def test_expired_lease_is_taken_over_and_completed(user, settings):
+    settings.IDEMPOTENCY_LEASE_SECONDS = 30
+    make_in_flight(user.pk, lease=timedelta(seconds=-1))
+    action = Recorder(status=201, body={"id": 9})
+
+    result = run(user.pk, action)
+
+    assert result == IdempotentResult(status=201, body={"id": 9}, replayed=False)
+    assert action.calls == 1
+    record = IdempotencyRecord.objects.get()
+    assert (record.state, record.response_status, record.response_body) == (
+        IdempotencyRecord.State.COMPLETED,
+        201,
+        {"id": 9},
+    )
+    assert record.lease_expires_at > timezone.now()
+
+
+def test_failing_action_releases_the_key_and_commits_nothing(user):
+    def fail() -> tuple[int, Any]:
+        Product.objects.create(sku="ROLLED-BACK", name="never", price="1.00")
+        raise InvalidInput("refused")
+
+    with pytest.raises(InvalidInput, match="refused"):
+        run(user.pk, fail)
+
+    assert IdempotencyRecord.objects.exists() is False
+    assert Product.objects.filter(sku="ROLLED-BACK").exists() is False
+    # The key is free again, for any body.
+    action = Recorder(body={"id": 3})
+    result = run(user.pk, action, fingerprint=request_fingerprint({"fixed": True}))
+    assert (result.replayed, action.calls) == (False, 1)
+
+
+def test_keys_are_separate_per_owner_and_per_scope(user):
+    other = cast(User, UserFactory())
+    mine, theirs, elsewhere = (
+        Recorder(body={"n": 1}),
+        Recorder(body={"n": 2}),
+        Recorder(body={"n": 3}),
+    )
+
+    results = [
+        run(user.pk, mine),
+        run(other.pk, theirs),
+        run_idempotent(
+            owner_id=user.pk,
+            scope="tests.other",
+            key="k",
+            fingerprint=FINGERPRINT,
+            action=elsewhere,
+        ),
+    ]
+
+    assert [(r.body, r.replayed) for r in results] == [
+        ({"n": 1}, False),
+        ({"n": 2}, False),
+        ({"n": 3}, False),
+    ]
+    assert IdempotencyRecord.objects.count() == 3
+
+
+def test_fingerprint_ignores_key_order_but_not_values():
+    assert request_fingerprint({"a": 1, "b": [{"x": 1, "y": 2}]}) == request_fingerprint(
+        {"b": [{"y": 2, "x": 1}], "a": 1}
+    )
+    assert request_fingerprint({"a": 1}) != request_fingerprint({"a": 2})
+    assert request_fingerprint({"items": [1, 2]}) != request_fingerprint({"items": [2, 1]})
+
+
+def test_valid_key_is_returned_stripped():
+    assert validate_idempotency_key("  abc-123  ") == "abc-123"
+    assert validate_idempotency_key("k" * 255) == "k" * 255
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (None, "This header is required."),
+        ("", "This header is required."),
+        ("   ", "This header is required."),
+        ("k" * 256, "Use at most 255 printable characters."),
+        ("bad\x00key", "Use at most 255 printable characters."),
+    ],
+)
+def test_missing_or_malformed_key_is_invalid_input(raw, message):
+    with pytest.raises(InvalidInput) as raised:
+        validate_idempotency_key(raw)
+
+    assert raised.value.errors == {"Idempotency-Key": [message]}
