@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
+from apps.core.db.settings import postgres_database, replica_databases
 from config.env import (
     env_bool,
     env_int,
@@ -65,6 +66,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.core.replica_middleware.ReplicaRoutingMiddleware",
     "apps.core.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -98,18 +100,14 @@ TEMPLATES = [
 
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {
-        "default": dj_database_url.parse(
-            DATABASE_URL,
-            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
-            conn_health_checks=True,
-        )
+    # Pooling (DATABASE_POOL_MAX_SIZE > 0) replaces persistent connections; see the
+    # "Read replicas" section for the replicas, built the same way.
+    _DATABASE_POOLING = {
+        "conn_max_age": env_int("DATABASE_CONN_MAX_AGE", 60),
+        "pool_min": env_int("DATABASE_POOL_MIN_SIZE", 2),
+        "pool_max": env_int("DATABASE_POOL_MAX_SIZE", 0),
     }
-    # PgBouncer in transaction mode cannot keep a server-side cursor open across
-    # transactions, so `.iterator()` must not rely on one.
-    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
-    DATABASES["default"].setdefault("OPTIONS", {})
-    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+    DATABASES = {"default": postgres_database(DATABASE_URL, **_DATABASE_POOLING)}
 else:
     DATABASES = {
         "default": {
@@ -158,15 +156,9 @@ else:
     }
 
 # --- Celery ---------------------------------------------------------------------------
+# The broker-level settings live in "Events and queues" below.
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
-CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_BROKER_CONNECTION_TIMEOUT = 2
-CELERY_TASK_SERIALIZER = "json"
-CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_RESULT_BACKEND = None
-CELERY_TASK_IGNORE_RESULT = True
 
 # --- Application ----------------------------------------------------------------------
 
@@ -259,10 +251,219 @@ LOGGING = {
 
 # --- Read replicas -----------------------------------------------------------------------
 
+# One alias per replica URL (replica_1, replica_2, …); `#weight=N` after a URL sets its
+# share of the reads. Routing, the read-after token and the health checks: apps/core/db.
+DATABASE_REPLICA_WEIGHTS: dict[str, int] = {}
+if DATABASE_REPLICA_URLS:
+    if not DATABASE_URL:
+        raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs DATABASE_URL (the primary).")
+    _replicas, DATABASE_REPLICA_WEIGHTS = replica_databases(
+        DATABASE_REPLICA_URLS, **_DATABASE_POOLING
+    )
+    DATABASES.update(_replicas)
+DATABASE_ROUTERS = ["apps.core.db.router.ReplicaRouter"]
+# A replica further behind than this is skipped until it catches up.
+DATABASE_REPLICA_MAX_LAG_SECONDS = env_int("DATABASE_REPLICA_MAX_LAG_SECONDS", 5)
+# How often each process probes its replicas' replay position and lag.
+DATABASE_REPLICA_CHECK_INTERVAL_SECONDS = (
+    env_int("DATABASE_REPLICA_CHECK_INTERVAL_MS", 500, minimum=50) / 1000
+)
+DATABASE_REPLICA_PROBE_TIMEOUT_SECONDS = 1.0
+# A replica marked down (refused, failed, timed out) is not tried again before this.
+DATABASE_REPLICA_RETRY_SECONDS = env_int("DATABASE_REPLICA_RETRY_SECONDS", 2, minimum=1)
+# Reads per second per process that may fall back to the primary when no replica is
+# usable; beyond it they are answered 503 instead of stampeding the primary (0: no cap).
+DATABASE_REPLICA_FALLBACK_RPS = env_int("DATABASE_REPLICA_FALLBACK_RPS", 200)
+# How long a browser keeps the read-after cookie; the token itself, not this, decides.
+DATABASE_READ_AFTER_COOKIE_SECONDS = env_int("DATABASE_READ_AFTER_COOKIE_SECONDS", 300)
+
 # --- Multi-level cache -------------------------------------------------------------------
+
+# L1: per-process LRU in front of Redis; 0 entries turns it off. Its TTL is a backstop
+# for a lost invalidation message and is capped at 5 s whatever the environment says.
+CACHE_L1_MAX_ENTRIES = env_int("CACHE_L1_MAX_ENTRIES", 10_000)
+CACHE_L1_TTL_SECONDS = min(env_int("CACHE_L1_TTL_SECONDS", 5), 5)
+# How long one filler may hold a key's lease before another caller may take over.
+CACHE_LEASE_SECONDS = 2.0
+# After a Redis error, reads go straight to the database for this long.
+CACHE_REDIS_RETRY_SECONDS = 1.0
+# XFetch's beta: above 1 refreshes hot keys earlier; 0 turns early refresh off.
+CACHE_EARLY_REFRESH_BETA = 1.0
+CACHE_INVALIDATION_CHANNEL = "cache:invalidate"
+# Public profile: Redis TTL, and how long browsers and shared caches may reuse it.
+USER_PROFILE_CACHE_TTL_SECONDS = 3600
+USER_PROFILE_HTTP_MAX_AGE_SECONDS = env_int("USER_PROFILE_HTTP_MAX_AGE_SECONDS", 5)
+# Where cache fills read: the primary, so a lagging replica never feeds the cache.
+CACHE_FILL_DATABASE = "default"
 
 # --- Events and queues -------------------------------------------------------------------
 
+# No broker (embedded default): tasks run in-process, right after the order commits.
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+# In-process failures are logged and dead-lettered like a worker's, never raised to a view.
+CELERY_TASK_EAGER_PROPAGATES = False
+# A broker that does not answer must not hold a request: the outbox sweep publishes later.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+# A worker keeps retrying the broker at start instead of exiting on the first refusal.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Publisher confirms: a publish returns only once RabbitMQ has taken the message.
+    "confirm_publish": True,
+}
+# JSON only: a pickled message from the network could run code in the worker.
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# Consumers record their effects in the database; nobody waits on a result.
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+# Ack after the task ran, so a message whose worker dies is delivered again ...
+CELERY_TASK_ACKS_LATE = True
+# ... including when the pool process is killed (acks_late alone acks it; celery #1628).
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One unacked message per process: a slow task never holds others back in its buffer.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Stop a hung task: soft limit raises inside it, the hard limit kills its process.
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 30, minimum=1)
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 15
+# Bounded retries with exponential backoff and jitter (apps.core.consumers.ReliableTask).
+EVENTS_MAX_RETRIES = env_int("EVENTS_MAX_RETRIES", 5)
+EVENTS_RETRY_BACKOFF_SECONDS = env_int("EVENTS_RETRY_BACKOFF_SECONDS", 2, minimum=1)
+EVENTS_RETRY_BACKOFF_MAX_SECONDS = env_int("EVENTS_RETRY_BACKOFF_MAX_SECONDS", 600, minimum=1)
+# Deliveries of one message (worker deaths included) before RabbitMQ dead-letters it.
+EVENTS_MAX_DELIVERIES = env_int("EVENTS_MAX_DELIVERIES", 5, minimum=1)
+# Prefix of every queue and exchange, so two deployments (or test runs) can share a broker.
+EVENTS_QUEUE_PREFIX = env_str("EVENTS_QUEUE_PREFIX", "highscale")
+# Logs keep Django's format (with the request id) in the worker too.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Dead-letter undecodable messages instead of Celery's default of acking (dropping) them.
+CELERY_WORKER_CONSUMER = "apps.core.consumers:DeadLetteringConsumer"
+# Periodic work for `celery beat`: publish outbox events left behind, collect dead letters.
+OUTBOX_SWEEP_SECONDS = env_int("OUTBOX_SWEEP_SECONDS", 10, minimum=1)
+CELERY_BEAT_SCHEDULE = {
+    "outbox-sweep": {"task": "core.outbox_sweep", "schedule": float(OUTBOX_SWEEP_SECONDS)},
+    "dead-letter-drain": {"task": "core.dead_letters_drain", "schedule": 30.0},
+}
+# Events left unsent this long are published by the sweep (younger ones by their commit).
+OUTBOX_SWEEP_MIN_AGE_SECONDS = 2
+# After a failed publish, requests stop trying the broker for this long; the sweep catches up.
+OUTBOX_PUBLISH_BACKOFF_SECONDS = 5
+# Which tasks consume each event type; the relay sends every event to each of them.
+OUTBOX_ROUTES: dict[str, list[str]] = {
+    "order.created": ["orders.reserve_inventory"],
+    "order.confirmed": ["orders.send_confirmation_email", "orders.notify_warehouse"],
+}
+# Durable quorum queues (replicated, with a delivery limit) on a topic exchange, which
+# Celery's native delayed delivery needs for retries with a countdown.
+_EVENTS_EXCHANGE = Exchange(EVENTS_QUEUE_PREFIX, type="topic", durable=True)
+_EVENTS_DLX = Exchange(f"{EVENTS_QUEUE_PREFIX}.dlx", type="fanout", durable=True)
+EVENTS_DEAD_LETTER_QUEUE = f"{EVENTS_QUEUE_PREFIX}.dead"
+
+
+def _quorum_queue(suffix: str) -> Queue:
+    name = f"{EVENTS_QUEUE_PREFIX}.{suffix}"
+    arguments = {
+        "x-queue-type": "quorum",
+        # Counts redeliveries, so a message that kills its worker stops after this many.
+        "x-delivery-limit": EVENTS_MAX_DELIVERIES - 1,
+        "x-dead-letter-exchange": _EVENTS_DLX.name,
+    }
+    return Queue(name, _EVENTS_EXCHANGE, routing_key=name, durable=True, queue_arguments=arguments)
+
+
+CELERY_TASK_QUEUES = [_quorum_queue(suffix) for suffix in ("default", "orders", "webhooks")]
+CELERY_TASK_DEFAULT_QUEUE = f"{EVENTS_QUEUE_PREFIX}.default"
+CELERY_TASK_DEFAULT_EXCHANGE = _EVENTS_EXCHANGE.name
+CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+CELERY_TASK_DEFAULT_ROUTING_KEY = CELERY_TASK_DEFAULT_QUEUE
+CELERY_TASK_ROUTES = {
+    "orders.reserve_inventory": {"queue": f"{EVENTS_QUEUE_PREFIX}.orders"},
+    "orders.send_confirmation_email": {"queue": f"{EVENTS_QUEUE_PREFIX}.orders"},
+    # The webhook waits on a remote server; its own queue keeps orders flowing meanwhile.
+    "orders.notify_warehouse": {"queue": f"{EVENTS_QUEUE_PREFIX}.webhooks"},
+}
+# Broker-level rejects (delivery limit, undecodable bodies) land here, durably.
+EVENTS_DEAD_LETTER_QUEUES = [
+    Queue(
+        EVENTS_DEAD_LETTER_QUEUE,
+        _EVENTS_DLX,
+        durable=True,
+        queue_arguments={"x-queue-type": "quorum"},
+    )
+]
+WAREHOUSE_WEBHOOK_TIMEOUT_SECONDS = env_int("WAREHOUSE_WEBHOOK_TIMEOUT_SECONDS", 5, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "orders@highscale.local")
+EMAIL_HOST = env_str("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("DJANGO_EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("DJANGO_EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = 10
+# Where the file-based email backend writes (used by the test worker).
+EMAIL_FILE_PATH = env_str("DJANGO_EMAIL_FILE_PATH", str(VAR_DIR / "emails"))
+
 # --- Rate limiting -----------------------------------------------------------------------
 
+# Where the counters live: REDIS_URL unless set; empty → per-process counters.
+RATELIMIT_REDIS_URL = env_str("RATELIMIT_REDIS_URL", REDIS_URL)
+# Redis socket and connect timeout per decision; past it the policy's fail mode answers.
+RATELIMIT_REDIS_TIMEOUT_MS = env_int("RATELIMIT_REDIS_TIMEOUT_MS", 50, minimum=1)
+RATELIMIT_KEY_PREFIX = env_str("RATELIMIT_KEY_PREFIX", "rl")
+# Addresses or CIDR ranges whose X-Forwarded-For is believed (nginx in the stack).
+# Empty by default: a client talking to gunicorn directly cannot pick its identity.
+RATELIMIT_TRUSTED_PROXIES = env_list("RATELIMIT_TRUSTED_PROXIES")
+# How stale a process's copy of the admin's per-user overrides may be.
+RATELIMIT_OVERRIDE_CACHE_SECONDS = env_int("RATELIMIT_OVERRIDE_CACHE_SECONDS", 5)
+# The contract's policies. Both use the exact sliding-window log: "100 per 60 s" means
+# no 60 s span ever admits more than 100, which GCRA (burst plus refill) would exceed.
+# GCRA is the default for policies that do not name an algorithm.
+RATELIMIT_POLICIES: dict[str, dict[str, object]] = {
+    "api": {
+        "limit": 100,
+        "window": 60,
+        "scope": "user_or_ip",
+        "algorithm": "sliding_window",
+        "fail_open": True,
+        "header_name": "default",
+    },
+    "login": {
+        "limit": 5,
+        "window": 60,
+        "scope": "ip_username",
+        "algorithm": "sliding_window",
+        "fail_open": False,
+    },
+}
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["apps.ratelimit.throttles.ApiRateThrottle"]
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "apps.ratelimit.schema.add_throttled_responses",
+]
+MIDDLEWARE.append("apps.ratelimit.middleware.RateLimitHeadersMiddleware")
+
 # --- Observability -----------------------------------------------------------------------
+
+# Metrics and the access log wrap every request; `false` leaves them out (the bench
+# measures their cost this way).
+OBSERVABILITY_MIDDLEWARE = env_bool("OBSERVABILITY_MIDDLEWARE", default=True)
+if OBSERVABILITY_MIDDLEWARE:
+    # Metrics outermost, so their time covers every other middleware; the access log
+    # just inside the request id, so its line carries the id.
+    MIDDLEWARE.insert(0, "apps.observability.middleware.MetricsMiddleware")
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("apps.core.middleware.RequestIdMiddleware") + 1,
+        "apps.observability.middleware.AccessLogMiddleware",
+    )
+
+# One JSON object per line in production; the plain format when developing. (mypy infers
+# LOGGING's values as `object`, hence the ignores on indexing its nested dicts.)
+LOGGING["filters"]["context"] = {"()": "apps.observability.logging.ContextFilter"}  # type: ignore[index]
+LOGGING["formatters"]["json"] = {"()": "apps.observability.logging.JsonFormatter"}  # type: ignore[index]
+LOGGING["handlers"]["console"]["filters"] = ["request_id", "context"]  # type: ignore[index]
+LOGGING["handlers"]["console"]["formatter"] = "plain" if DEBUG else "json"  # type: ignore[index]
+LOGGING["loggers"]["highscale.access"] = {  # type: ignore[index]
+    "level": env_str("ACCESS_LOG_LEVEL", "INFO"),
+}
+# Celery workers log through Django's LOGGING above instead of their own handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Port of a Celery worker's metrics endpoint (0: none); see apps/observability/celery_signals.py.
+CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0)

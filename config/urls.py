@@ -19,7 +19,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", observability_views.healthz, name="healthz"),
     path("readyz", observability_views.readyz, name="readyz"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", observability_views.metrics, name="metrics"),
     # Every other path answers 404 in the JSON error shape, in DEBUG too. Admin and
     # static paths are left to Django so that its trailing-slash redirect still works.
     re_path(r"^(?!admin|static).*$", core_views.not_found),

@@ -13,6 +13,17 @@ from apps.users.models import User
 from apps.users.services import token_create
 from tests.factories import PASSWORD, ProductFactory, UserFactory
 
+# The Celery worker and warehouse-server fixtures of the event tests.
+pytest_plugins = ["tests.events_worker"]
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None) -> None:
+    """Create the test databases, then mirror the replica aliases in every thread."""
+    from tests.core.db.live import mirror_replicas
+
+    mirror_replicas()
+
 
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings: Any) -> None:

@@ -23,6 +23,12 @@ TEST_ENVIRONMENT = {
     "DJANGO_ALLOWED_HOSTS": "testserver,localhost,127.0.0.1",
     "DJANGO_SESSION_COOKIE_SECURE": "false",
     "DJANGO_CSRF_COOKIE_SECURE": "false",
+    # The suite logs in and calls the API far more often than the real policies allow;
+    # tests/ratelimit sets the real ones explicitly.
+    "RATELIMIT_OVERRIDES": "api=1000000/60,login=1000000/60",
+    # Queues of this run only, so parallel runs sharing a RabbitMQ never take each
+    # other's messages (tests/events_worker.py deletes them at the end).
+    "EVENTS_QUEUE_PREFIX": f"test{os.getpid()}",
 }
 
 
@@ -33,6 +39,12 @@ def start_services() -> Servers:
     try:
         if not os.environ.get("DATABASE_URL"):
             os.environ["DATABASE_URL"] = servers.start_postgres()
+            # A streaming replica of our own primary; its test database arrives by
+            # physical replication when pytest-django creates it on the primary.
+            if not os.environ.get("DATABASE_REPLICA_URLS"):
+                os.environ["DATABASE_REPLICA_URLS"] = servers.start_replica(
+                    os.environ["DATABASE_URL"]
+                )
         if not os.environ.get("REDIS_URL"):
             os.environ["REDIS_URL"] = servers.start_redis()
         if not os.environ.get("CELERY_BROKER_URL"):
@@ -58,6 +70,7 @@ def pytest_load_initial_conftests(
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"highscale: DATABASE_URL={os.environ.get('DATABASE_URL')}",
+        f"highscale: DATABASE_REPLICA_URLS={os.environ.get('DATABASE_REPLICA_URLS')}",
         f"highscale: REDIS_URL={os.environ.get('REDIS_URL')}",
         f"highscale: CELERY_BROKER_URL={os.environ.get('CELERY_BROKER_URL')}",
     ]

@@ -117,6 +117,9 @@ class Servers:
 
     root: Path = field(default_factory=lambda: _scratch_dir("highscale-"))
     processes: list[Process] = field(default_factory=list)
+    _postgres_runs: dict[str, tuple[Path, Path, Path, int, str, str | None]] = field(
+        default_factory=dict
+    )
 
     def stop(self) -> None:
         """Stop every server, newest first, and remove their directories."""
@@ -171,9 +174,20 @@ class Servers:
         self._run_postgres(bindir, data, home, port, name, as_user)
         return f"postgres://postgres@127.0.0.1:{port}/highscale"
 
+    def stop_server(self, name: str) -> None:
+        """Stop the running server called ``name``, keeping its data for a restart."""
+        for process in [p for p in self.processes if p.name == name]:
+            process.stop()
+            self.processes.remove(process)
+
+    def restart_postgres(self, name: str) -> None:
+        """Start the stopped PostgreSQL server ``name`` again, on its old port and data."""
+        self._run_postgres(*self._postgres_runs[name])
+
     def _run_postgres(
         self, bindir: Path, data: Path, home: Path, port: int, name: str, as_user: str | None
     ) -> None:
+        self._postgres_runs[name] = (bindir, data, home, port, name, as_user)
         settings = {
             "listen_addresses": "127.0.0.1",
             "port": str(port),

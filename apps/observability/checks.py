@@ -21,11 +21,10 @@ class CheckResult:
 
 
 def check_database() -> CheckResult:
-    """Run ``SELECT 1`` on every configured database alias."""
+    """Run ``SELECT 1`` on the primary (replicas: ``check_replicas``)."""
     try:
-        for alias in connections:
-            with connections[alias].cursor() as cursor:
-                cursor.execute("SELECT 1")
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1")
     except Exception as exc:  # Any failure means "not ready", reported by name
         return CheckResult("database", ok=False, detail=type(exc).__name__)
     return CheckResult("database", ok=True, detail="ok")
@@ -56,8 +55,31 @@ def check_broker() -> CheckResult:
     return CheckResult("broker", ok=True, detail="ok")
 
 
+def check_replicas() -> CheckResult:
+    """Report each replica's state and lag, from the router's health monitor.
+
+    Stays ok while replicas are down or lagging: their reads fall back to the primary
+    (within its budget), and taking every pod out of service for that would turn a
+    degraded replica into a full outage.
+    """
+    from apps.core.db.health import replica_report
+
+    report = replica_report()
+    if not report:
+        return CheckResult("replica", ok=True, detail="none configured (reads on the primary)")
+    parts = []
+    for alias, st in report.items():
+        if not st["healthy"]:
+            parts.append(f"{alias}: down (reads on the primary)")
+        else:
+            state = "ok" if st["usable"] else "lagging past the bound (reads on the primary)"
+            parts.append(f"{alias}: {state}, lag {st['lag_seconds']:.3f} s")
+    return CheckResult("replica", ok=True, detail="; ".join(parts))
+
+
 READINESS_CHECKS: tuple[Callable[[], CheckResult], ...] = (
     check_database,
+    check_replicas,
     check_cache,
     check_broker,
 )

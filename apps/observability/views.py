@@ -1,15 +1,16 @@
-"""Liveness and readiness endpoints."""
+"""Liveness, readiness and metrics endpoints."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.core.responses import error_response
 from apps.observability.checks import run_readiness_checks
+from apps.observability.exposition import render_metrics
 
 
 def _get_only(view: Callable[[HttpRequest], JsonResponse]) -> Callable[[HttpRequest], JsonResponse]:
@@ -49,3 +50,14 @@ def readyz(request: HttpRequest) -> JsonResponse:
     if failing:
         body["detail"] = "Not ready: " + ", ".join(failing) + "."
     return JsonResponse(body, status=503 if failing else 200)
+
+
+@csrf_exempt
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Answer with every process's metrics, added up, in Prometheus text format."""
+    if request.method not in ("GET", "HEAD"):
+        response = error_response(405, f'Method "{request.method}" not allowed.')
+        response["Allow"] = "GET, HEAD"
+        return response
+    body, content_type = render_metrics(request.headers.get("Accept"))
+    return HttpResponse(body, content_type=content_type)

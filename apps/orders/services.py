@@ -9,12 +9,14 @@ from decimal import Decimal
 from django.db import transaction
 
 from apps.core.errors import InvalidInput
+from apps.core.outbox import outbox_write
 from apps.orders.models import Order, OrderLine, Product
 
 MAX_ORDER_LINES = 1000
 MAX_LINE_QUANTITY = 10_000
 # The largest total ``Order.total`` (14 digits, 2 decimal places) can store.
 MAX_ORDER_TOTAL = Decimal("999999999999.99")
+ORDER_CREATED = "order.created"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ def order_create(*, owner_id: int, items: Sequence[OrderItem], idempotency_key: 
         for line in lines:
             line.order = order
         OrderLine.objects.bulk_create(lines)
+        # Committed with the order or not at all; published once the transaction commits.
+        outbox_write(event_type=ORDER_CREATED, payload={"order_id": order.pk})
     return order
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -13,8 +11,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api import error_responses, id_path_parameter, validated
+from apps.ratelimit.throttles import LoginRateThrottle
+from apps.users.cache import user_profile_get_cached
 from apps.users.models import User
-from apps.users.selectors import user_get_public
 from apps.users.services import token_create, user_create, user_update_profile
 
 
@@ -48,6 +47,8 @@ class UserSignupApi(APIView):
 class TokenCreateApi(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[type] = []
+    # Brute-force guard, per client address and username; refuses when Redis is down.
+    throttle_classes = [LoginRateThrottle]
 
     class TokenInput(serializers.Serializer[None]):
         username = serializers.CharField(max_length=150)
@@ -106,11 +107,13 @@ class PublicProfileApi(APIView):
         operation_id="users_public_retrieve",
     )
     def get(self, request: Request, user_id: int) -> Response:
-        body = self.PublicProfileOutput(user_get_public(user_id=user_id)).data
-        etag = _etag(body)
-        if etag in _if_none_match(request):
-            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-        return Response(body, headers={"ETag": etag, "Cache-Control": "public, max-age=60"})
+        # The ETag is stored with the cached document, so a revalidation that hits the
+        # cache is answered without touching the database.
+        profile = user_profile_get_cached(user_id=user_id)
+        headers = {"ETag": profile.etag, "Cache-Control": _shared_cache_control()}
+        if profile.etag in _if_none_match(request):
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
+        return Response(profile.data, headers=headers)
 
 
 def _me(request: Request) -> User:
@@ -119,9 +122,11 @@ def _me(request: Request) -> User:
     return request.user
 
 
-def _etag(body: object) -> str:
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-    return f'"{digest[:32]}"'
+def _shared_cache_control() -> str:
+    # Short: an edge cache cannot be told about an invalidation, so its copy may be
+    # stale for at most max-age; revalidating with If-None-Match is cheap (a 304).
+    max_age = settings.USER_PROFILE_HTTP_MAX_AGE_SECONDS
+    return f"public, max-age={max_age}, s-maxage={max_age}, must-revalidate"
 
 
 def _if_none_match(request: Request) -> set[str]:

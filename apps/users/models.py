@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+
+from apps.core.cache.queryset import InvalidatingQuerySet
+
+
+class UserQuerySet(InvalidatingQuerySet["User"]):
+    """Users; bulk writes to what a public profile shows invalidate its cached copy."""
+
+    cache_kind = "user"
+    cached_fields = frozenset({"id", "username", "display_name", "date_joined", "is_active"})
+
+
+class UserManager(DjangoUserManager["User"]):
+    """Django's user manager over ``UserQuerySet``."""
+
+    def get_queryset(self) -> UserQuerySet:
+        """Return every user, through the invalidating QuerySet."""
+        return UserQuerySet(self.model, using=self._db)
 
 
 class User(AbstractUser):
@@ -14,6 +34,8 @@ class User(AbstractUser):
 
     display_name = models.CharField(max_length=150, blank=True)
     last_active = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    objects: ClassVar[UserManager] = UserManager()
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"

@@ -48,10 +48,27 @@ class Case:
         return Request(self.path, self.headers)
 
 
+def _profile_user(site: Site, request: Request) -> Request:
+    """Create one user and point the request at its public profile."""
+    code = (
+        "from apps.users.models import User; "
+        "print(User.objects.create_user('bench', 'bench@example.com', 'bench-pass-123').pk)"
+    )
+    user_id = int(site.manage("shell", "-c", code).strip().splitlines()[-1])
+    return Request(request.path.format(id=user_id), request.headers)
+
+
 CASES: tuple[Case, ...] = (
     Case("bare WSGI (floor)", "bare", "/"),
     Case("django JSON view (/healthz, full middleware)", "django", "/healthz"),
-)
+    Case("/healthz without metrics + access-log middleware", "django-no-obs", "/healthz"),
+    Case("profile from L1 (/api/v1/users/{id})", "profile-l1", "/api/v1/users/{id}",
+         setup=_profile_user),
+    Case("profile from Redis, L1 off", "profile-redis", "/api/v1/users/{id}",
+         setup=_profile_user),
+    Case("profile uncached (database, no Redis)", "profile-db", "/api/v1/users/{id}",
+         setup=_profile_user),
+)  # fmt: skip
 
 FLOOR = CASES[0]
 

@@ -7,6 +7,7 @@ numbers describe the code, not whatever the shell happened to point at.
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import subprocess
@@ -94,10 +95,57 @@ def _prepare_django(workdir: Path) -> dict[str, str]:
     return overrides
 
 
+def _prepare_profile(*, redis: bool, l1: bool) -> Callable[[Path], dict[str, str]]:
+    """Return a preparer of the public-profile targets: the django target, rate limits
+    lifted, with (or without) a private Redis and L1; the Redis stops when the bench exits.
+    """
+
+    def prepare(workdir: Path) -> dict[str, str]:
+        overrides = _prepare_django(workdir)
+        overrides["RATELIMIT_OVERRIDES"] = "api=1000000000/60"
+        overrides["CACHE_L1_MAX_ENTRIES"] = "10000" if l1 else "0"
+        if redis:
+            from tests.servers import Servers
+
+            servers = Servers(root=workdir / "servers")
+            (workdir / "servers").mkdir()
+            atexit.register(servers.stop)
+            overrides["REDIS_URL"] = servers.start_redis()
+        return overrides
+
+    return prepare
+
+
 TARGETS: dict[str, Target] = {
     target.name: target
     for target in (
         Target("bare", "loadtests.bench.bare_wsgi:application", "/", _prepare_nothing),
         Target("django", "config.wsgi:application", "/healthz", _prepare_django),
+        # The same app without the metrics and access-log middleware, for their overhead.
+        Target(
+            "django-no-obs",
+            "config.wsgi:application",
+            "/healthz",
+            lambda workdir: _prepare_django(workdir) | {"OBSERVABILITY_MIDDLEWARE": "false"},
+        ),
+        # The public profile read through each cache tier (see cases.py).
+        Target(
+            "profile-l1",
+            "config.wsgi:application",
+            "/healthz",
+            _prepare_profile(redis=True, l1=True),
+        ),
+        Target(
+            "profile-redis",
+            "config.wsgi:application",
+            "/healthz",
+            _prepare_profile(redis=True, l1=False),
+        ),
+        Target(
+            "profile-db",
+            "config.wsgi:application",
+            "/healthz",
+            _prepare_profile(redis=False, l1=False),
+        ),
     )
 }

@@ -1,0 +1,91 @@
+"""Multi-level caching primitives: L1 in each process, Redis shared, database behind.
+
+Use ``tiered_cache().get(key, loader, ttl=...)`` to read through, and
+``invalidate_on_commit(kind, ids)`` from the write path (or the model's signal
+receivers) to drop entries once the change is committed. See ``tiered`` for why a stale
+value can never be written back.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from functools import partial
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, transaction
+from redis import Redis
+
+from apps.core.cache.config import CacheConfig
+from apps.core.cache.tiered import CachedValue, TieredCache, make_etag
+
+__all__ = [
+    "CacheConfig",
+    "CachedValue",
+    "TieredCache",
+    "invalidate_on_commit",
+    "make_etag",
+    "redis_client",
+    "tiered_cache",
+    "use_tiered_cache",
+]
+
+_lock = threading.Lock()
+_default: TieredCache | None = None
+_default_pid = 0
+
+
+def redis_client() -> Redis | None:
+    """Return the pooled client of the Redis cache, or None when the cache is not Redis."""
+    backend = str(settings.CACHES["default"]["BACKEND"])
+    if not backend.startswith("django_redis."):
+        return None
+    from django_redis import get_redis_connection
+
+    client: Redis = get_redis_connection("default")
+    return client
+
+
+def tiered_cache() -> TieredCache:
+    """Return this process's tiered cache (a new one after a fork)."""
+    global _default, _default_pid
+    pid = os.getpid()
+    if _default is None or _default_pid != pid:
+        with _lock:
+            if _default is None or _default_pid != pid:
+                _default = TieredCache(redis_client(), CacheConfig.from_settings())
+                _default_pid = pid
+    return _default
+
+
+@contextmanager
+def use_tiered_cache(cache: TieredCache) -> Iterator[TieredCache]:
+    """Make ``cache`` this process's tiered cache inside the block (tests, tools)."""
+    global _default, _default_pid
+    with _lock:
+        previous, previous_pid = _default, _default_pid
+        _default, _default_pid = cache, os.getpid()
+    try:
+        yield cache
+    finally:
+        with _lock:
+            _default, _default_pid = previous, previous_pid
+
+
+def invalidate_on_commit(
+    kind: str, ids: Iterable[int | str], *, using: str = DEFAULT_DB_ALIAS
+) -> None:
+    """Invalidate ``kind:id`` for each id once the current transaction commits.
+
+    Outside a transaction this runs at once (the write has committed); after a
+    rollback it never runs, so a write that did not happen invalidates nothing.
+    """
+    idents = list(ids)
+    if idents:
+        transaction.on_commit(partial(_invalidate_now, kind, idents), using=using)
+
+
+def _invalidate_now(kind: str, ids: list[int | str]) -> None:
+    tiered_cache().invalidate(kind, ids)

@@ -1,0 +1,162 @@
+"""Listen on ``cache:invalidate`` and drop this process's L1 entries as messages arrive.
+
+Redis pub/sub delivers at most once: a message sent while the subscription is down is
+lost for good. So every (re)subscription flushes L1 before the listener reports itself
+healthy, and L1 is only consulted while it is healthy. A paused or partitioned Redis
+does not close the socket, so the listener pings and counts the subscription as dropped
+when no pong comes back in time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from itertools import count
+from typing import Any
+
+from redis import ConnectionPool, Redis, RedisError
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from apps.core.cache.metrics import count_error
+
+logger = logging.getLogger(__name__)
+
+_names = count(1)
+
+
+class InvalidationListener:
+    """A daemon thread that keeps one subscription to the invalidation channel."""
+
+    def __init__(
+        self,
+        *,
+        client: Redis,
+        channel: str,
+        on_key: Callable[[str], None],
+        on_flush: Callable[[], None],
+        ping_interval: float = 1.0,
+        dead_after: float = 3.0,
+    ) -> None:
+        self.channel = channel
+        self.name = f"hs-cache-listener-{os.getpid()}-{next(_names)}"
+        self._client = _dedicated_client(client, self.name)
+        self._on_key = on_key
+        self._on_flush = on_flush
+        self._ping_interval = ping_interval
+        self._dead_after = dead_after
+        self._subscribed = False
+        self._last_pong = 0.0
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+
+    def start(self) -> None:
+        """Start listening in the background."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop listening and wait for the thread to end."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._client.close()
+
+    @property
+    def healthy(self) -> bool:
+        """Return whether every invalidation sent now will reach this process."""
+        return self._subscribed and time.monotonic() - self._last_pong < self._dead_after
+
+    def wait_healthy(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a live subscription; return whether there is one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.healthy:
+                return True
+            time.sleep(0.01)
+        return self.healthy
+
+    def _run(self) -> None:
+        backoff = 0.05
+        while not self._stopping.is_set():
+            try:
+                self._listen()
+                backoff = 0.05
+            except (RedisError, OSError) as exc:
+                count_error("subscribe")
+                # Once per outage, not once per reconnection attempt.
+                log = logger.warning if self._subscribed else logger.debug
+                log("Cache invalidation subscription lost: %s", exc)
+            finally:
+                self._drop()
+            self._stopping.wait(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    def _listen(self) -> None:
+        pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]  # untyped in redis-py
+        try:
+            pubsub.subscribe(self.channel)
+            next_ping = time.monotonic() + self._ping_interval
+            while not self._stopping.is_set():
+                message = pubsub.get_message(timeout=0.2)
+                now = time.monotonic()
+                if message is not None:
+                    self._handle(message, now)
+                if self._subscribed and now - self._last_pong >= self._dead_after:
+                    raise RedisError("no pong from Redis; counting the subscription as dropped")
+                if now >= next_ping:
+                    pubsub.ping()
+                    next_ping = now + self._ping_interval
+        finally:
+            pubsub.close()
+
+    def _handle(self, message: dict[str, Any], now: float) -> None:
+        kind = message["type"]
+        if kind == "subscribe":
+            # A (re)subscription: whatever was sent while unsubscribed is lost.
+            self._on_flush()
+            self._last_pong = now
+            self._subscribed = True
+        elif kind == "pong":
+            self._last_pong = now
+        elif kind == "message":
+            self._last_pong = now
+            self._apply(message["data"])
+
+    def _apply(self, data: bytes | str) -> None:
+        try:
+            payload = json.loads(data)
+            kind, ident = payload["type"], payload.get("id")
+        except (ValueError, TypeError, KeyError):
+            logger.warning("Undecodable cache invalidation %r; flushing L1", data)
+            self._on_flush()
+            return
+        if kind == "all" or ident is None:
+            self._on_flush()
+        else:
+            self._on_key(f"{kind}:{ident}")
+
+    def _drop(self) -> None:
+        was_subscribed = self._subscribed
+        self._subscribed = False
+        # Flush after marking unhealthy, so no reader trusts an entry the flush removes.
+        self._on_flush()
+        if was_subscribed and not self._stopping.is_set():
+            logger.info("Cache invalidation subscription dropped; L1 flushed")
+
+
+def _dedicated_client(client: Redis, name: str) -> Redis:
+    """Return a client of its own for the subscription, named, and never retrying silently.
+
+    A transparent reconnect would hide the gap in which messages were lost; failing
+    loudly lets the listener flush L1 and subscribe again.
+    """
+    base = client.connection_pool
+    kwargs = dict(base.connection_kwargs)
+    kwargs.update(client_name=name, retry=Retry(NoBackoff(), 0), retry_on_error=[])
+    kwargs.pop("retry_on_timeout", None)
+    pool = ConnectionPool(connection_class=base.connection_class, max_connections=2, **kwargs)
+    return Redis(connection_pool=pool)

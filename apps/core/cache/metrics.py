@@ -1,0 +1,29 @@
+"""Counters of the cache tiers, exported with the process's other Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+CACHE_REQUESTS = Counter(
+    "cache_requests",
+    "Read-through lookups by the tier that answered (l1, redis, database).",
+    ["tier"],
+)
+CACHE_ERRORS = Counter(
+    "cache_errors",
+    "Redis operations of the cache that failed (and fell through to the database).",
+    ["operation"],
+)
+CACHE_FILLS_REJECTED = Counter(
+    "cache_fills_rejected",
+    "Fills refused because an invalidation, or a newer value, came first.",
+)
+CACHE_GENERATION_BUMPS = Counter(
+    "cache_generation_bumps",
+    "Whole-cache generation bumps after invalidations were lost to a Redis outage.",
+)
+
+
+def count_error(operation: str) -> None:
+    """Count one failed Redis operation of the cache."""
+    CACHE_ERRORS.labels(operation=operation).inc()

@@ -1,0 +1,370 @@
+"""The read-through accessor: L1 (this process) → Redis → the database.
+
+Why a cached value can never be older than the last committed invalidation:
+
+- Invalidation runs on commit (see ``invalidate_on_commit``), deletes the value *and*
+  the fill lease in one Lua script, and broadcasts on ``cache:invalidate``.
+- A fill needs the lease, taken *before* the database read; the fill script stores only
+  while the lease still holds the filler's token. A fill that read the old row before a
+  commit is refused, because the invalidation after that commit deleted its lease.
+- L1 refuses a value read before any drop that happened since (see ``L1Cache``), and is
+  consulted only while this process's subscription is live.
+- A failed invalidation (Redis unreachable) bumps the generation before this process
+  uses Redis again; values stored under an older generation are misses.
+
+The lease is also the single flight: one filler per key across every process, the others
+poll for its value; if the holder dies the lease expires and the next caller fills.
+Inside one process, concurrent misses on a key wait for one thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis import Redis, RedisError
+from redis.commands.core import Script
+
+from apps.core.cache import scripts
+from apps.core.cache.config import CacheConfig
+from apps.core.cache.l1 import L1Cache
+from apps.core.cache.listener import InvalidationListener
+from apps.core.cache.metrics import (
+    CACHE_FILLS_REJECTED,
+    CACHE_GENERATION_BUMPS,
+    CACHE_REQUESTS,
+    count_error,
+)
+
+Loader = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class CachedValue:
+    """A cached JSON document, its entity tag, and what early refresh needs to know."""
+
+    data: Any
+    etag: str
+    expires_at: float
+    compute_seconds: float
+
+
+def make_etag(data: Any) -> str:
+    """Return a strong entity tag for a JSON document (equal documents, equal tags)."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return f'"{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"'
+
+
+def encode_value(value: CachedValue) -> str:
+    """Return the JSON stored in Redis for ``value`` (without the generation prefix)."""
+    body = {"d": value.data, "e": value.etag, "x": value.expires_at, "c": value.compute_seconds}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def decode_value(raw: bytes) -> CachedValue:
+    """Return the value stored by ``encode_value``."""
+    body = json.loads(raw)
+    return CachedValue(body["d"], body["e"], float(body["x"]), float(body["c"]))
+
+
+def _default_rng() -> float:
+    # XFetch needs a uniform draw in (0, 1]; nothing here is security-sensitive.
+    return 1.0 - random.random()  # noqa: S311 -- jitter for early refresh, not a secret
+
+
+class _Flight:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: tuple[CachedValue | None, bool] = (None, False)
+        self.error: BaseException | None = None
+
+
+class TieredCache:
+    """L1 + Redis read-through cache with leases, early refresh and fail-open reads.
+
+    ``client`` is None when no Redis is configured: reads then go to the database.
+    """
+
+    def __init__(
+        self,
+        client: Redis | None,
+        config: CacheConfig,
+        *,
+        rng: Callable[[], float] = _default_rng,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.l1: L1Cache[CachedValue] = L1Cache(
+            max_entries=config.l1_max_entries, ttl=config.l1_ttl
+        )
+        self._rng = rng
+        self._flights: dict[str, _Flight] = {}
+        self._flights_lock = threading.Lock()
+        self._down_until = 0.0
+        self._needs_bump = False
+        self._listener: InvalidationListener | None = None
+        self._listener_lock = threading.Lock()
+        self._scripts: dict[str, Script] = {}
+        if client is not None:
+            for name in ("ACQUIRE_LEASE", "FILL", "RELEASE", "INVALIDATE", "BUMP_GENERATION"):
+                self._scripts[name] = client.register_script(getattr(scripts, name))
+
+    # --- keys ---------------------------------------------------------------------------
+
+    def redis_key(self, key: str) -> str:
+        """Return the Redis key holding the value of logical key ``key``."""
+        return f"{self.config.prefix}{key}"
+
+    @property
+    def generation_key(self) -> str:
+        """Return the Redis key of the generation counter."""
+        return f"{self.config.prefix}gen"
+
+    # --- reads --------------------------------------------------------------------------
+
+    def get(self, key: str, loader: Loader, *, ttl: int) -> CachedValue | None:
+        """Return the value of ``key`` through L1 and Redis, computing it on a miss.
+
+        ``loader`` reads the database and returns a JSON-serializable document, or None
+        when there is nothing (not cached). Redis failures fall through to ``loader``.
+        """
+        use_l1 = self._l1_usable()
+        if use_l1:
+            hit = self.l1.get(key)
+            if hit is not None:
+                CACHE_REQUESTS.labels(tier="l1").inc()
+                return hit
+        epoch = self.l1.epoch()
+        value, shareable = self._single_flight(key, lambda: self._read_shared(key, loader, ttl))
+        if value is not None and shareable and use_l1:
+            self.l1.set(key, value, epoch=epoch, ttl=value.expires_at - time.time())
+        return value
+
+    def _l1_usable(self) -> bool:
+        if not self.l1.enabled or self.client is None or time.monotonic() < self._down_until:
+            return False
+        listener = self._ensure_listener()
+        return listener is not None and listener.healthy
+
+    def _single_flight(
+        self, key: str, compute: Callable[[], tuple[CachedValue | None, bool]]
+    ) -> tuple[CachedValue | None, bool]:
+        with self._flights_lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            if flight.done.wait(self.config.wait_seconds):
+                if flight.error is not None:
+                    raise flight.error
+                return flight.result
+            return compute()
+        try:
+            flight.result = compute()
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._flights_lock:
+                self._flights.pop(key, None)
+            flight.done.set()
+        return flight.result
+
+    def _read_shared(self, key: str, loader: Loader, ttl: int) -> tuple[CachedValue | None, bool]:
+        client = self._usable_client()
+        if client is None:
+            return self._load_uncached(loader)
+        deadline = time.monotonic() + self.config.wait_seconds
+        pause = 0.002
+        while True:
+            try:
+                current = self._read_redis(client, key)
+                if current is not None and not self._refresh_early(current):
+                    CACHE_REQUESTS.labels(tier="redis").inc()
+                    return current, True
+                lease = self._acquire_lease(client, key)
+            except RedisError:
+                self._failed("read")
+                return self._load_uncached(loader)
+            if lease is not None:
+                return self._fill(client, key, lease, loader, ttl)
+            if current is not None:
+                # Someone else is refreshing early; the current value is still valid.
+                CACHE_REQUESTS.labels(tier="redis").inc()
+                return current, True
+            if time.monotonic() >= deadline:
+                return self._load_uncached(loader)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _read_redis(self, client: Redis, key: str) -> CachedValue | None:
+        generation, raw = cast(
+            "list[bytes | None]", client.mget([self.generation_key, self.redis_key(key)])
+        )
+        if not generation or not raw:
+            return None
+        prefix = generation + b"|"
+        if not raw.startswith(prefix):
+            return None
+        return decode_value(raw[len(prefix) :])
+
+    def _refresh_early(self, value: CachedValue) -> bool:
+        """Return whether to recompute now (XFetch: Vattani et al., VLDB 2015).
+
+        The chance grows as expiry nears and with how long the value took to compute,
+        so a hot key is usually refreshed by one caller before it expires for all.
+        """
+        if value.compute_seconds <= 0 or self.config.early_refresh_beta <= 0:
+            return False
+        gap = -value.compute_seconds * self.config.early_refresh_beta * math.log(self._rng())
+        return time.time() + gap >= value.expires_at
+
+    def _acquire_lease(self, client: Redis, key: str) -> tuple[str, bytes] | None:
+        token = secrets.token_hex(8)
+        lease_ms = int(self.config.lease_seconds * 1000)
+        acquired, generation = self._scripts["ACQUIRE_LEASE"](
+            keys=[self.generation_key, self.redis_key(key) + ":lease"],
+            args=[token, lease_ms],
+            client=client,
+        )
+        return (token, generation) if acquired else None
+
+    def _fill(
+        self, client: Redis, key: str, lease: tuple[str, bytes], loader: Loader, ttl: int
+    ) -> tuple[CachedValue | None, bool]:
+        token, generation = lease
+        lease_key = self.redis_key(key) + ":lease"
+        started = time.perf_counter()
+        data = loader()
+        elapsed = time.perf_counter() - started
+        CACHE_REQUESTS.labels(tier="database").inc()
+        try:
+            if data is None:
+                self._scripts["RELEASE"](keys=[lease_key], args=[token], client=client)
+                return None, False
+            value = CachedValue(data, make_etag(data), time.time() + ttl, elapsed)
+            stored = self._scripts["FILL"](
+                keys=[self.generation_key, lease_key, self.redis_key(key)],
+                args=[token, generation, encode_value(value), ttl],
+                client=client,
+            )
+        except RedisError:
+            self._failed("fill")
+            return (None, False) if data is None else (value, False)
+        if not stored:
+            CACHE_FILLS_REJECTED.inc()
+        return value, bool(stored)
+
+    def _load_uncached(self, loader: Loader) -> tuple[CachedValue | None, bool]:
+        started = time.perf_counter()
+        data = loader()
+        CACHE_REQUESTS.labels(tier="database").inc()
+        if data is None:
+            return None, False
+        elapsed = time.perf_counter() - started
+        return CachedValue(data, make_etag(data), time.time(), elapsed), False
+
+    # --- invalidation -------------------------------------------------------------------
+
+    def invalidate(self, kind: str, ids: Iterable[int | str]) -> None:
+        """Drop ``kind:id`` for every id from L1 and Redis, and broadcast the drops.
+
+        Call only after the change committed (``invalidate_on_commit``). When Redis
+        cannot be reached, the next use of Redis by this process bumps the generation.
+        """
+        idents = list(ids)
+        for ident in idents:
+            self.l1.delete(f"{kind}:{ident}")
+        if self.client is None or not idents:
+            return
+        if time.monotonic() < self._down_until:
+            self._needs_bump = True
+            return
+        try:
+            self._invalidate_in_redis(self.client, kind, idents)
+        except RedisError:
+            self._needs_bump = True
+            self._failed("invalidate")
+
+    def _invalidate_in_redis(self, client: Redis, kind: str, idents: list[int | str]) -> None:
+        script = self._scripts["INVALIDATE"]
+        pipe = client.pipeline(transaction=False)
+        for ident in idents:
+            key = self.redis_key(f"{kind}:{ident}")
+            message = json.dumps({"type": kind, "id": ident})
+            script(
+                keys=[key, key + ":lease", key + ":inv"],
+                args=[message, self.config.channel, self.config.invalidation_memory_seconds],
+                client=pipe,
+            )
+        pipe.execute()
+
+    def bump_generation(self) -> None:
+        """Make every value in Redis a miss and tell every process to flush its L1."""
+        self.l1.clear()
+        if self.client is None:
+            return
+        self._scripts["BUMP_GENERATION"](
+            keys=[self.generation_key],
+            args=[json.dumps({"type": "all", "id": None}), self.config.channel],
+            client=self.client,
+        )
+        CACHE_GENERATION_BUMPS.inc()
+
+    # --- Redis health -------------------------------------------------------------------
+
+    def _usable_client(self) -> Redis | None:
+        """Return the Redis client unless Redis failed just now; settle a pending bump."""
+        if self.client is None or time.monotonic() < self._down_until:
+            return None
+        if self._needs_bump:
+            try:
+                self.bump_generation()
+            except RedisError:
+                self._failed("bump")
+                return None
+            self._needs_bump = False
+        return self.client
+
+    def _failed(self, operation: str) -> None:
+        count_error(operation)
+        self._down_until = time.monotonic() + self.config.retry_after_error_seconds
+        self.l1.clear()
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def _ensure_listener(self) -> InvalidationListener | None:
+        if self._listener is not None or self.client is None:
+            return self._listener
+        with self._listener_lock:
+            if self._listener is None:
+                listener = InvalidationListener(
+                    client=self.client,
+                    channel=self.config.channel,
+                    on_key=self.l1.delete,
+                    on_flush=self.l1.clear,
+                )
+                listener.start()
+                self._listener = listener
+        return self._listener
+
+    @property
+    def listener(self) -> InvalidationListener | None:
+        """Return the invalidation listener, starting it if needed."""
+        return self._ensure_listener()
+
+    def close(self) -> None:
+        """Stop the listener and drop L1."""
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        self.l1.clear()

@@ -1,0 +1,116 @@
+"""What every event consumer shares: one effect per event, bounded retries, dead letters.
+
+A consumer task subclasses ``ReliableTask`` (``@shared_task(base=ReliableTask, ...)``)
+and wraps its effect in ``consume_once``; a transient failure raises ``RetryableError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+from celery import Task
+from celery.worker.consumer import Consumer
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from kombu.message import Message
+
+from apps.core.correlation import CORRELATION_HEADER
+from apps.core.dead_letters import dead_letter_record
+from apps.core.models import ProcessedEvent
+
+logger = logging.getLogger(__name__)
+
+
+class RetryableError(Exception):
+    """A transient failure (timeout, 5xx): try again later with backoff."""
+
+
+def backoff_delay(retries: int) -> int:
+    """Return the whole seconds to wait before retry number ``retries + 1``.
+
+    Exponential (base × 2ⁿ, capped) with up to 50 % added at random, so clients that
+    failed together do not retry together; every delay is still longer than the last
+    until the cap. Whole seconds because RabbitMQ's native delayed delivery counts them.
+    """
+    base: int = settings.EVENTS_RETRY_BACKOFF_SECONDS
+    cap: int = settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS
+    delay: int = min(base * 2**retries, cap)
+    jittered = delay * (1 + random.random() / 2)  # noqa: S311 -- jitter, not secrecy
+    return min(math.ceil(jittered), cap)
+
+
+class ReliableTask(Task[Any, Any]):
+    """A task acked after it ran, retried with backoff, dead-lettered when it gives up."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except RetryableError as exc:
+            max_retries: int = settings.EVENTS_MAX_RETRIES
+            if self.request.called_directly or self.request.retries >= max_retries:
+                raise
+            delay = backoff_delay(self.request.retries)
+            logger.warning(
+                "%s: attempt %d failed (%s); retrying in %d s",
+                self.name,
+                self.request.retries + 1,
+                exc,
+                delay,
+            )
+            raise self.retry(exc=exc, countdown=delay, max_retries=max_retries) from exc
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Keep the message as a dead letter: retries ran out or the error is permanent."""
+        dead_letter_record(
+            task=self.name,
+            message_id=task_id,
+            payload={"args": list(args or []), "kwargs": dict(kwargs or {})},
+            headers={CORRELATION_HEADER: self.request.get(CORRELATION_HEADER) or ""},
+            reason=f"{type(exc).__name__}: {exc}",
+            attempts=self.request.retries + 1,
+            correlation_id=self.request.get(CORRELATION_HEADER) or "",
+        )
+
+
+@contextmanager
+def consume_once(*, event_id: str | UUID, consumer: str) -> Iterator[bool]:
+    """Open a transaction that applies ``consumer``'s effect of ``event_id`` at most once.
+
+    Yield True when the effect is to be applied now, False when it already was. The
+    processed-event mark commits with the effect, or neither does; a concurrent
+    redelivery waits on the mark's unique index and then sees it.
+    """
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                ProcessedEvent.objects.create(event_id=event_id, consumer=consumer)
+        except IntegrityError:
+            logger.info("%s: event %s already processed; skipping", consumer, event_id)
+            yield False
+            return
+        yield True
+
+
+class DeadLetteringConsumer(Consumer):
+    """The worker's consumer, rejecting undecodable messages to the dead-letter exchange.
+
+    Celery acks such a message (it is gone); rejecting without requeue routes it to the
+    queue's dead-letter exchange, where ``dead_letters_drain`` keeps it.
+    """
+
+    def on_decode_error(self, message: Message, exc: Exception) -> None:
+        logger.error(
+            "undecodable message (%s, content type %s) sent to the dead-letter queue",
+            exc,
+            message.content_type,
+        )
+        message.reject(requeue=False)

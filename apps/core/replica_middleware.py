@@ -1,0 +1,84 @@
+"""The routing scope of a request, and the read-after token it gives and takes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connections
+from django.http import HttpRequest, HttpResponseBase
+
+from apps.core.db.health import monitor
+from apps.core.db.lsn import format_lsn, parse_lsn, settle_read_after
+from apps.core.db.state import current_state, routing_scope
+
+READ_AFTER_HEADER = "X-Read-After"
+READ_AFTER_COOKIE = "hs_read_after"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class ReplicaRoutingMiddleware:
+    """Scope the request's routing state; hand out and honour the read-after token.
+
+    A request that carries a token (``X-Read-After`` header from API clients, the
+    ``hs_read_after`` cookie from browsers) reads from a replica only once that replica
+    has replayed past it. A request that writes gets the primary's WAL position back
+    in both, so its client's next request sees its own writes.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        header = parse_lsn(request.headers.get(READ_AFTER_HEADER))
+        cookie = parse_lsn(request.COOKIES.get(READ_AFTER_COOKIE))
+        given = max((t for t in (header, cookie) if t is not None), default=None)
+        with routing_scope(read_after=given) as state:
+            response = self.get_response(request)
+            token = settle_read_after(state) if state.wrote else None
+        if token is not None and token != given:
+            value = format_lsn(token)
+            response[READ_AFTER_HEADER] = value
+            response.set_cookie(
+                READ_AFTER_COOKIE,
+                value,
+                max_age=settings.DATABASE_READ_AFTER_COOKIE_SECONDS,
+                httponly=True,
+                samesite="Lax",
+                secure=request.is_secure(),
+            )
+        return response
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., HttpResponseBase],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> None:
+        # Kept so that a read which failed on a replica can be served again.
+        request._replica_view = (view_func, view_args, view_kwargs)  # type: ignore[attr-defined]
+
+    def process_exception(
+        self, request: HttpRequest, exception: Exception
+    ) -> HttpResponseBase | None:
+        """Serve a safe request again from the primary when its replica failed under it."""
+        state = current_state()
+        alias = state.replica if state else None
+        if (
+            state is None
+            or alias is None
+            or state.wrote
+            or request.method not in _SAFE_METHODS
+            or not isinstance(exception, OperationalError | InterfaceError)
+            or not connections[alias].errors_occurred
+        ):
+            return None
+        monitor.mark_down(alias, f"{type(exception).__name__} during a request")
+        connections[alias].close_if_unusable_or_obsolete()
+        state.replica = None
+        state.pinned_primary = True
+        view_func, view_args, view_kwargs = request._replica_view  # type: ignore[attr-defined]
+        response: HttpResponseBase = view_func(request, *view_args, **view_kwargs)
+        return response

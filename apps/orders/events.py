@@ -1,0 +1,166 @@
+"""Services that consume order events: reserve stock, confirm by email, notify the warehouse.
+
+Each applies its effect at most once per event (``consume_once``), so a redelivered or
+replayed message changes nothing. Stock is reserved with conditional UPDATEs
+(``stock >= quantity``), never read-then-write, so concurrent orders cannot oversell.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import F
+
+from apps.core.consumers import RetryableError, consume_once
+from apps.core.outbox import outbox_write
+from apps.core.request_context import REQUEST_ID_HEADER, current_request_id
+from apps.orders.models import Order, Product
+
+logger = logging.getLogger(__name__)
+
+ORDER_CONFIRMED = "order.confirmed"
+RESERVE_INVENTORY = "orders.reserve_inventory"
+SEND_CONFIRMATION_EMAIL = "orders.send_confirmation_email"
+NOTIFY_WAREHOUSE = "orders.notify_warehouse"
+
+
+class WarehouseRejected(Exception):
+    """The warehouse answered 4xx: retrying the same request cannot succeed."""
+
+
+class _OutOfStock(Exception):
+    def __init__(self, product_id: int) -> None:
+        super().__init__(product_id)
+        self.product_id = product_id
+
+
+def order_reserve_inventory(*, event_id: str, order_id: int) -> Order | None:
+    """Take the order's quantities from stock and confirm it, or reject it when short.
+
+    All lines or none: a short line undoes the lines reserved before it. Products are
+    updated in id order, so two orders never wait on each other's rows in a cycle.
+    Return the order, or None when it does not exist or the event was already applied.
+    """
+    with consume_once(event_id=event_id, consumer=RESERVE_INVENTORY) as first_time:
+        if not first_time:
+            return None
+        order = Order.objects.select_for_update().filter(pk=order_id).first()
+        if order is None:
+            logger.warning("reserve_inventory: order %s does not exist", order_id)
+            return None
+        if order.status != Order.Status.PENDING:
+            logger.info("reserve_inventory: order %s is already %s", order_id, order.status)
+            return order
+        try:
+            with transaction.atomic():
+                for line in order.lines.order_by("product_id"):
+                    taken = Product.objects.filter(
+                        pk=line.product_id, stock__gte=line.quantity
+                    ).update(stock=F("stock") - line.quantity)
+                    if not taken:
+                        raise _OutOfStock(line.product_id)
+        except _OutOfStock as short:
+            order.status = Order.Status.REJECTED
+            order.status_reason = f"Insufficient stock for product {short.product_id}."
+        else:
+            order.status = Order.Status.CONFIRMED
+            order.status_reason = ""
+            outbox_write(event_type=ORDER_CONFIRMED, payload={"order_id": order.pk})
+        order.save(update_fields=["status", "status_reason", "updated_at"])
+    logger.info("reserve_inventory: order %s %s", order.pk, order.status)
+    return order
+
+
+def order_send_confirmation_email(*, event_id: str, order_id: int) -> bool:
+    """Email the owner of a confirmed order, once; return whether an email went out.
+
+    An SMTP failure rolls the processed mark back and is retried.
+    """
+    with consume_once(event_id=event_id, consumer=SEND_CONFIRMATION_EMAIL) as first_time:
+        if not first_time:
+            return False
+        order = (
+            Order.objects.select_related("owner")
+            .filter(pk=order_id, status=Order.Status.CONFIRMED)
+            .first()
+        )
+        if order is None or not order.owner.email:
+            logger.info("send_confirmation_email: nothing to send for order %s", order_id)
+            return False
+        try:
+            send_mail(
+                subject=f"Order {order.pk} confirmed",
+                message=f"Your order {order.pk} ({order.total}) is confirmed.",
+                from_email=None,
+                recipient_list=[order.owner.email],
+            )
+        except (smtplib.SMTPException, OSError) as exc:
+            raise RetryableError(f"sending the email failed: {exc}") from exc
+    logger.info("send_confirmation_email: sent for order %s", order_id)
+    return True
+
+
+def order_notify_warehouse(*, event_id: str, order_id: int) -> bool:
+    """POST the confirmed order to WAREHOUSE_WEBHOOK_URL once; return whether it was sent.
+
+    Timeouts, connection errors, 429 and 5xx raise RetryableError (retried with
+    backoff); another 4xx raises WarehouseRejected, which dead-letters at once. The
+    event id is sent as ``Idempotency-Key`` so the warehouse can drop the duplicate a
+    crash between its 2xx and our commit would cause.
+    """
+    url: str = settings.WAREHOUSE_WEBHOOK_URL
+    if not url:
+        logger.info("notify_warehouse: WAREHOUSE_WEBHOOK_URL is not set; order %s", order_id)
+        return False
+    with consume_once(event_id=event_id, consumer=NOTIFY_WAREHOUSE) as first_time:
+        if not first_time:
+            return False
+        order = Order.objects.filter(pk=order_id).prefetch_related("lines").first()
+        if order is None:
+            logger.warning("notify_warehouse: order %s does not exist", order_id)
+            return False
+        _post_json(url, _warehouse_payload(order, event_id), event_id)
+    logger.info("notify_warehouse: order %s delivered", order_id)
+    return True
+
+
+def _warehouse_payload(order: Order, event_id: str) -> dict[str, object]:
+    return {
+        "event_id": event_id,
+        "order_id": order.pk,
+        "status": order.status,
+        "total": str(order.total),
+        "lines": [
+            {"product_id": line.product_id, "quantity": line.quantity} for line in order.lines.all()
+        ],
+    }
+
+
+def _post_json(url: str, payload: dict[str, object], idempotency_key: str) -> None:
+    if urlsplit(url).scheme not in {"http", "https"}:
+        raise WarehouseRejected(f"WAREHOUSE_WEBHOOK_URL must be http(s), not {url!r}.")
+    headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
+    request_id = current_request_id()
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    request = urllib.request.Request(  # noqa: S310 -- scheme checked above
+        url, data=json.dumps(payload).encode(), headers=headers, method="POST"
+    )
+    timeout: int = settings.WAREHOUSE_WEBHOOK_TIMEOUT_SECONDS
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 -- as above
+            response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500 or exc.code == 429:
+            raise RetryableError(f"warehouse answered {exc.code}") from exc
+        raise WarehouseRejected(f"warehouse answered {exc.code}") from exc
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        raise RetryableError(f"warehouse unreachable: {exc}") from exc

@@ -1,0 +1,166 @@
+"""Where counters live: Redis (shared by every process) or process memory (embedded default).
+
+Each backend answers one question per algorithm, "may this request pass?", as one
+atomic step. The Redis backend fails fast: short socket timeouts, no retries, and after
+a failure it stops trying for a second, so an outage adds almost no latency.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Protocol
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from apps.ratelimit import scripts
+
+# How long the Redis backend stops trying after a failure.
+BREAKER_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The store's answer; durations in microseconds."""
+
+    allowed: bool
+    remaining: int
+    retry_after_us: int
+    reset_after_us: int
+
+
+class StoreUnavailable(Exception):
+    """The store could not answer in time; the policy's fail mode decides."""
+
+    def __init__(self, reason: str, *, breaker_open: bool = False) -> None:
+        super().__init__(reason)
+        # True when the store was not even tried because it failed moments ago.
+        self.breaker_open = breaker_open
+
+
+class Backend(Protocol):
+    def gcra(self, key: str, interval_us: int, burst: int, now_us: int | None) -> Outcome: ...
+
+    def sliding_window(
+        self, key: str, window_us: int, limit: int, now_us: int | None
+    ) -> Outcome: ...
+
+
+class RedisBackend:
+    """Decide with one EVALSHA per request; the scripts are loaded once per connection pool."""
+
+    def __init__(self, url: str, timeout_ms: int) -> None:
+        timeout = timeout_ms / 1000
+        self.client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        # Script objects send EVALSHA and load the script only when Redis lacks it.
+        self._gcra = self.client.register_script(scripts.GCRA)
+        self._sliding = self.client.register_script(scripts.SLIDING_WINDOW)
+        self._down_until = 0.0
+
+    def gcra(self, key: str, interval_us: int, burst: int, now_us: int | None) -> Outcome:
+        """Run the GCRA script for ``key``."""
+        return self._run(self._gcra, key, [interval_us, burst, _now_arg(now_us)])
+
+    def sliding_window(self, key: str, window_us: int, limit: int, now_us: int | None) -> Outcome:
+        """Run the sliding-window-log script for ``key``."""
+        member = secrets.token_hex(8)
+        return self._run(self._sliding, key, [window_us, limit, member, _now_arg(now_us)])
+
+    def _run(self, script: redis.commands.core.Script, key: str, args: list[str | int]) -> Outcome:
+        if time.monotonic() < self._down_until:
+            raise StoreUnavailable("Redis failed less than a second ago", breaker_open=True)
+        try:
+            result = script(keys=[key], args=args)
+        except redis.RedisError as exc:
+            self._down_until = time.monotonic() + BREAKER_SECONDS
+            raise StoreUnavailable(str(exc)) from exc
+        allowed, remaining, retry_after, reset_after = (int(value) for value in result)
+        return Outcome(allowed == 1, remaining, retry_after, reset_after)
+
+
+def _now_arg(now_us: int | None) -> str:
+    return "" if now_us is None else str(now_us)
+
+
+class MemoryBackend:
+    """The same algorithms in one process, for the embedded default without Redis.
+
+    Counts are per process: under several workers each keeps its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gcra_tat: dict[str, int] = {}
+        self._logs: dict[str, list[int]] = {}
+        # When each key's state stops mattering, like a Redis TTL.
+        self._expires: dict[str, int] = {}
+
+    def gcra(self, key: str, interval_us: int, burst: int, now_us: int | None) -> Outcome:
+        """Apply GCRA to ``key`` under the process lock."""
+        now = _clock_us() if now_us is None else now_us
+        with self._lock:
+            tat = max(self._gcra_tat.get(key, now), now)
+            new_tat = tat + interval_us
+            allow_at = new_tat - burst * interval_us
+            if now < allow_at:
+                return Outcome(False, 0, allow_at - now, tat - now)
+            self._gcra_tat[key] = new_tat
+            self._expires[key] = new_tat
+            self._sweep(now)
+            return Outcome(True, (now - allow_at) // interval_us, 0, new_tat - now)
+
+    def sliding_window(self, key: str, window_us: int, limit: int, now_us: int | None) -> Outcome:
+        """Apply the sliding-window log to ``key`` under the process lock."""
+        now = _clock_us() if now_us is None else now_us
+        with self._lock:
+            log = [t for t in self._logs.get(key, []) if t > now - window_us]
+            if len(log) < limit:
+                log.append(now)
+                self._logs[key] = log
+                self._expires[key] = now + window_us
+                self._sweep(now)
+                return Outcome(True, limit - len(log), 0, window_us)
+            self._logs[key] = log
+            freeing = sorted(log)[len(log) - limit]
+            return Outcome(False, 0, freeing + window_us - now, max(log) + window_us - now)
+
+    def _sweep(self, now: int) -> None:
+        # Bounded memory: once the table grows, drop every key whose state has expired.
+        if len(self._expires) < 10_000:
+            return
+        for key in [k for k, expires in self._expires.items() if expires <= now]:
+            del self._expires[key]
+            self._gcra_tat.pop(key, None)
+            self._logs.pop(key, None)
+
+
+def _clock_us() -> int:
+    return math.floor(time.time() * 1_000_000)
+
+
+_memory = MemoryBackend()
+
+
+@lru_cache(maxsize=8)
+def redis_backend(url: str, timeout_ms: int) -> RedisBackend:
+    """Return the process's Redis backend for ``url``, created once."""
+    return RedisBackend(url, timeout_ms)
+
+
+def get_backend(url: str, timeout_ms: int) -> Backend:
+    """Return the Redis backend for ``url``, or the in-process one when ``url`` is empty."""
+    if not url:
+        return _memory
+    return redis_backend(url, timeout_ms)

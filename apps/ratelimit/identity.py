@@ -1,0 +1,104 @@
+"""Who a request counts as: client address (through trusted proxies only) and scope keys."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils.module_loading import import_string
+from rest_framework.request import Request
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+USERNAME_MAX_LENGTH = 150
+
+
+@lru_cache(maxsize=8)
+def _networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def trusted_networks() -> tuple[IPNetwork, ...]:
+    """Return the networks of ``RATELIMIT_TRUSTED_PROXIES`` (addresses or CIDR ranges)."""
+    entries: Sequence[str] = settings.RATELIMIT_TRUSTED_PROXIES
+    return _networks(tuple(entries))
+
+
+def _is_trusted(address: str, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def client_ip(request: HttpRequest | Request) -> str:
+    """Return the client's address.
+
+    ``X-Forwarded-For`` is read only when the socket peer is a trusted proxy, and then
+    from the right: each trusted hop is skipped and the first address that is not a
+    trusted proxy is the client. A client can prepend anything to the header, but it
+    cannot forge the hops that trusted proxies appended after it.
+    """
+    remote = str(request.META.get("REMOTE_ADDR") or "")
+    networks = trusted_networks()
+    if not networks or not _is_trusted(remote, networks):
+        return remote
+    forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR") or "")
+    for hop in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
+        try:
+            address = str(ipaddress.ip_address(hop))
+        except ValueError:
+            # Garbage in the chain: trust nothing to the left of it.
+            return remote
+        if not _is_trusted(address, networks):
+            return address
+        remote = address
+    return remote
+
+
+def _username(request: HttpRequest | Request) -> str:
+    data: Any = getattr(request, "data", None)
+    if data is None:
+        data = request.POST
+    value = data.get("username") if hasattr(data, "get") else None
+    text = value if isinstance(value, str) else ""
+    return text.strip().casefold()[:USERNAME_MAX_LENGTH]
+
+
+def _user_id(request: HttpRequest | Request) -> int | None:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and isinstance(user.pk, int):
+        return user.pk
+    return None
+
+
+def _token(request: HttpRequest | Request) -> str | None:
+    header = str(request.META.get("HTTP_AUTHORIZATION") or "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "token" or not credentials.strip():
+        return None
+    return hashlib.sha256(credentials.strip().encode()).hexdigest()[:32]
+
+
+def scope_key(scope: str, request: HttpRequest | Request) -> tuple[str, int | None]:
+    """Return the counter key of ``request`` under ``scope``, and its user id if any.
+
+    The user id is what per-user overrides are looked up by.
+    """
+    user_id = _user_id(request)
+    if scope == "user_or_ip":
+        return (f"user:{user_id}" if user_id is not None else f"ip:{client_ip(request)}"), user_id
+    if scope == "ip":
+        return f"ip:{client_ip(request)}", user_id
+    if scope == "ip_username":
+        return f"ip:{client_ip(request)}:username:{_username(request)}", user_id
+    if scope == "token":
+        token = _token(request)
+        return (f"token:{token}" if token else f"ip:{client_ip(request)}"), user_id
+    key_function: Callable[[HttpRequest | Request], str] = import_string(scope)
+    return f"custom:{key_function(request)}", user_id

@@ -1,0 +1,120 @@
+"""Dead letters: poison messages through a real worker and RabbitMQ; replay and discard."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import pytest
+from celery import current_app
+from django.conf import settings
+from django.core.management import call_command
+from kombu import Connection, Producer
+
+from apps.core.dead_letters import dead_letter_discard, dead_letter_replay, dead_letters_drain
+from apps.core.errors import InvalidInput
+from apps.core.models import DeadLetter
+from tests.events_worker import wait_for
+
+
+def _drained(**filters):
+    dead_letters_drain()
+    return DeadLetter.objects.filter(**filters).first()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_task_that_kills_its_process_is_dead_lettered_after_the_delivery_limit(
+    event_worker, tmp_path
+):
+    crashes, notes = tmp_path / "crashes", tmp_path / "notes"
+    current_app.send_task("tests.crash_process", kwargs={"marker_path": str(crashes)})
+    for n in range(5):
+        current_app.send_task("tests.note", kwargs={"marker_path": str(notes), "text": f"n{n}"})
+
+    letter = wait_for(lambda: _drained(task="tests.crash_process"), 90, "the dead letter")
+
+    assert crashes.read_text().count("attempt") == settings.EVENTS_MAX_DELIVERIES
+    assert letter.payload == {"args": [], "kwargs": {"marker_path": str(crashes)}}
+    assert letter.reason.startswith("rejected by the broker: delivery_limit")
+    assert letter.status == DeadLetter.Status.PENDING
+    # The other messages kept flowing meanwhile.
+    wait_for(lambda: notes.exists() and notes.read_text().count("\n") == 5, 30, "other tasks")
+    assert sorted(notes.read_text().split()) == ["n0", "n1", "n2", "n3", "n4"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_undecodable_message_is_dead_lettered_not_dropped(event_worker):
+    message_id = str(uuid.uuid4())
+    with Connection(settings.CELERY_BROKER_URL) as conn:
+        Producer(conn.default_channel).publish(
+            b"{not json",
+            exchange=settings.EVENTS_QUEUE_PREFIX,
+            routing_key=f"{settings.EVENTS_QUEUE_PREFIX}.orders",
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers={"task": "orders.reserve_inventory", "id": message_id},
+        )
+
+    letter = wait_for(lambda: _drained(message_id=message_id), 30, "the dead letter")
+
+    assert letter.task == ""
+    assert letter.payload == {"raw": "{not json"}
+    assert letter.reason == "rejected by the broker: rejected"
+    assert "undecodable message" in event_worker.log()
+    with pytest.raises(InvalidInput):
+        dead_letter_replay(dead_letter_id=letter.pk)
+
+
+def _letter(**overrides):
+    values = {
+        "task": "tests.note",
+        "message_id": str(uuid.uuid4()),
+        "payload": {"args": [], "kwargs": {"marker_path": "/nonexistent/x", "text": "t"}},
+        "reason": "RetryableError: boom",
+        "attempts": 4,
+        "correlation_id": "corr-dl-1234",
+    }
+    return DeadLetter.objects.create(**{**values, **overrides})
+
+
+@pytest.mark.django_db
+def test_discard_marks_a_pending_letter_and_refuses_a_second_time():
+    letter = _letter()
+
+    dead_letter_discard(dead_letter_id=letter.pk)
+
+    letter.refresh_from_db()
+    assert letter.status == DeadLetter.Status.DISCARDED
+    assert letter.resolved_at is not None
+    with pytest.raises(InvalidInput):
+        dead_letter_discard(dead_letter_id=letter.pk)
+    with pytest.raises(InvalidInput):
+        dead_letter_replay(dead_letter_id=letter.pk)
+
+
+@pytest.mark.django_db
+def test_replay_dead_letters_command_lists_without_changing_anything():
+    letter = _letter()
+    out = io.StringIO()
+
+    call_command("replay_dead_letters", "--list", stdout=out)
+
+    assert out.getvalue() == f"{letter.pk}\ttests.note\t4\tRetryableError: boom\n"
+    letter.refresh_from_db()
+    assert letter.status == DeadLetter.Status.PENDING
+
+
+@pytest.mark.django_db
+def test_admin_discard_action_discards_the_selected_letters(admin_client):
+    kept, dropped = _letter(), _letter()
+
+    response = admin_client.post(
+        "/admin/core/deadletter/",
+        {"action": "discard", "_selected_action": [dropped.pk]},
+    )
+
+    assert response.status_code == 302
+    kept.refresh_from_db()
+    dropped.refresh_from_db()
+    assert kept.status == DeadLetter.Status.PENDING
+    assert dropped.status == DeadLetter.Status.DISCARDED

@@ -1,0 +1,53 @@
+"""Fixtures of the rate-limit tests: the real policies and a fresh key namespace per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+
+from apps.ratelimit.selectors import override_snapshot_clear
+
+# The contract's policies, as config/settings.py declares them.
+REAL_POLICIES = {name: dict(config) for name, config in django_settings.RATELIMIT_POLICIES.items()}
+
+
+@pytest.fixture(autouse=True)
+def _real_policies(settings: Any) -> Iterator[None]:
+    """Undo the suite's generous overrides and count under a prefix of this test's own."""
+    settings.RATELIMIT_OVERRIDES = {}
+    settings.RATELIMIT_POLICIES = {name: dict(config) for name, config in REAL_POLICIES.items()}
+    settings.RATELIMIT_KEY_PREFIX = f"rltest:{uuid.uuid4().hex}"
+    override_snapshot_clear()
+    yield
+    override_snapshot_clear()
+
+
+@pytest.fixture
+def set_policy(settings: Any) -> Callable[..., None]:
+    """Return a function that declares (or replaces) one policy for this test."""
+
+    def declare(name: str, **config: Any) -> None:
+        settings.RATELIMIT_POLICIES = {**settings.RATELIMIT_POLICIES, name: config}
+
+    return declare
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    """Return a client of the suite's Redis, the one the limiter counts in."""
+    client = redis.Redis.from_url(django_settings.RATELIMIT_REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=["redis", "memory"])
+def backend(request: pytest.FixtureRequest, settings: Any) -> str:
+    """Run the test on the Redis store and on the in-process one."""
+    if request.param == "memory":
+        settings.RATELIMIT_REDIS_URL = ""
+    return str(request.param)
