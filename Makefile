@@ -14,6 +14,7 @@ help:
 	@echo "make test      run the whole suite against real PostgreSQL, Redis and RabbitMQ"
 	@echo "make lint      ruff (lint + format check) and mypy"
 	@echo "make bench     throughput ratios against a bare WSGI floor"
+	@echo "make loadtest  k6 against BASE_URL (default the stack, http://127.0.0.1:8080)"
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,8 +49,11 @@ bench: install
 stack:
 	@echo "make stack arrives with the production-topology issue (#8); not available yet." >&2; exit 2
 
-loadtest:
-	@echo "make loadtest arrives with the k6 load-test issue (#9); not available yet." >&2; exit 2
+# k6 reads BASE_URL, PROFILE, VUS, DURATION, ... from the environment (loadtests/k6/lib/config.js).
+SCENARIO ?= mixed
+loadtest: install
+	@mkdir -p var/loadtest
+	BASE_URL=$${BASE_URL:-http://127.0.0.1:8080} $(BIN)/k6 run loadtests/k6/$(SCENARIO).js
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

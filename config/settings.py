@@ -73,7 +73,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    # Django's, with the storage built on first use (only the admin uses messages).
+    "apps.core.middleware.LazyMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.users.middleware.LastActiveMiddleware",
 ]
@@ -177,7 +178,7 @@ IDEMPOTENCY_LEASE_SECONDS = env_int("IDEMPOTENCY_LEASE_SECONDS", 30, minimum=1)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "apps.users.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "apps.users.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": [
@@ -185,6 +186,7 @@ REST_FRAMEWORK = {
         *(["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     ],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "apps.core.negotiation.FastContentNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -467,3 +469,10 @@ LOGGING["loggers"]["highscale.access"] = {  # type: ignore[index]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Port of a Celery worker's metrics endpoint (0: none); see apps/observability/celery_signals.py.
 CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0)
+# prometheus_client writes to PROMETHEUS_MULTIPROC_DIR from the first metric a module
+# defines, which happens while Django loads the apps, before any server hook can run.
+if env_str("PROMETHEUS_MULTIPROC_DIR"):
+    Path(env_str("PROMETHEUS_MULTIPROC_DIR")).mkdir(parents=True, exist_ok=True)
+# Deadline of each /readyz check, in milliseconds: a hung dependency fails its check
+# in about this time instead of holding the probe.
+READYZ_CHECK_TIMEOUT_SECONDS = env_int("READYZ_CHECK_TIMEOUT_MS", 1000, minimum=50) / 1000

@@ -37,6 +37,18 @@ def _empty_cache() -> None:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _outbox_publishing_not_paused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start every test with the outbox's after-commit publishing on.
+
+    A test that makes a publish fail pauses publishing in this process for a few seconds;
+    that must not leak into the next test.
+    """
+    from apps.core import outbox
+
+    monkeypatch.setattr(outbox, "_publish_paused_until", 0.0)
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     """Return an anonymous API client."""

@@ -130,6 +130,30 @@ class Worker:
                 os.kill(pid, signal.SIGKILL)
         return pids
 
+    def settle(self, timeout: float = 30) -> None:
+        """Drop queued messages and wait until the worker runs, holds or awaits no task.
+
+        Called between tests: a task still running while pytest-django truncates the
+        tables deadlocks the flush, and a late message would leak into the next test.
+        """
+        from config.celery import app
+
+        _purge_run_queues()
+        hostname = f"test{os.getpid()}@localhost"
+        inspector = app.control.inspect(destination=[hostname], timeout=1)
+        idle_rounds = 0
+        deadline = time.monotonic() + timeout
+        while idle_rounds < 2 and time.monotonic() < deadline:
+            busy = [
+                task
+                for query in (inspector.active, inspector.reserved, inspector.scheduled)
+                for tasks in (query() or {}).values()
+                for task in tasks
+            ]
+            idle_rounds = 0 if busy else idle_rounds + 1
+            if busy:
+                time.sleep(0.2)
+
     def emails_mentioning(self, text: str) -> int:
         """Return how many emails the worker wrote that contain ``text``."""
         return sum(
@@ -211,6 +235,14 @@ def event_worker(
                 os.killpg(popen.pid, signal.SIGKILL)
             popen.wait(5)
         log.close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Settle the worker before the test's fixtures (and the table flush) are torn down."""
+    worker = getattr(item, "funcargs", {}).get("event_worker")
+    if isinstance(worker, Worker) and worker.popen.poll() is None:
+        worker.settle()
 
 
 def _run_queue_names() -> list[str]:

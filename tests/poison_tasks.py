@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from apps.core.consumers import ReliableTask
 
@@ -22,3 +25,17 @@ def note(marker_path: str, text: str) -> None:
     """Append ``text`` to ``marker_path``: proof that a message was consumed."""
     with open(marker_path, "a") as marker:
         marker.write(text + "\n")
+
+
+@shared_task(
+    base=ReliableTask, name="tests.hang", ignore_result=True, soft_time_limit=1, time_limit=3
+)
+def hang(marker_path: str) -> None:
+    """Note the attempt, then hang through the soft limit until the hard limit kills it."""
+    with open(marker_path, "a") as marker:
+        marker.write("attempt\n")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        # Like code stuck in a C call: the soft limit's exception does not stop it.
+        with contextlib.suppress(SoftTimeLimitExceeded):
+            time.sleep(0.1)

@@ -241,8 +241,11 @@ class Servers:
 
     # --- RabbitMQ ---------------------------------------------------------------------
 
-    def start_rabbitmq(self, name: str = "rabbitmq") -> str:
-        """Start a private RabbitMQ node on free ports; return its AMQP URL."""
+    def start_rabbitmq(self, name: str = "rabbitmq", port: int | None = None) -> str:
+        """Start a private RabbitMQ node on free ports; return its AMQP URL.
+
+        With ``port`` (after ``stop_server(name)``), start the same node again there.
+        """
         binary = find_binary("rabbitmq-server")
         # Debian's /usr/sbin wrapper re-launches the server through `su`, in a session
         # of its own that would outlive us; run the real script as `rabbitmq` instead.
@@ -252,8 +255,8 @@ class Servers:
             binary = str(real)
             as_user = "rabbitmq" if os.geteuid() == 0 and _user_exists("rabbitmq") else None
         home = self.root / name
-        home.mkdir()
-        port, dist_port = free_port(), free_port()
+        home.mkdir(exist_ok=port is not None)
+        port, dist_port = port or free_port(), free_port()
         node = f"highscale{os.getpid()}@localhost"
         env = {
             **os.environ,

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import exceptions, serializers
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 ERROR_DESCRIPTIONS = {
     400: "Invalid input; `errors` names each offending field.",
@@ -53,3 +59,39 @@ def request_user_id(request: Request) -> int:
     if not isinstance(user_id, int):
         raise exceptions.NotAuthenticated()
     return user_id
+
+
+class RenderedByEtag:
+    """The rendered JSON bytes of documents, by their strong entity tag (bounded LRU).
+
+    A strong ETag names one document, so its bytes never change: a cache hit can be
+    answered without DRF rendering the same document again on every request.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._bodies: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def response(
+        self, request: Request, etag: str, data: Any, headers: Mapping[str, str]
+    ) -> HttpResponse | Response:
+        """Return a 200 with ``data`` as the view's negotiated JSON would render it.
+
+        Only the plain JSON rendering (no ``indent`` or other parameters) is kept; any
+        other negotiated rendering gets an ordinary DRF ``Response``.
+        """
+        renderer = getattr(request, "accepted_renderer", None)
+        if type(renderer) is not JSONRenderer or request.accepted_media_type != renderer.media_type:
+            return Response(data, headers=headers)
+        with self._lock:
+            body = self._bodies.get(etag)
+            if body is not None:
+                self._bodies.move_to_end(etag)
+        if body is None:
+            body = renderer.render(data, renderer.media_type, {})
+            with self._lock:
+                self._bodies[etag] = body
+                while len(self._bodies) > self.max_entries:
+                    self._bodies.popitem(last=False)
+        return HttpResponse(body, content_type=renderer.media_type, headers=headers)

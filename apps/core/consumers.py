@@ -16,6 +16,7 @@ from uuid import UUID
 
 from celery import Task
 from celery.worker.consumer import Consumer
+from celery.worker.request import Request
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from kombu.message import Message
@@ -45,11 +46,36 @@ def backoff_delay(retries: int) -> int:
     return min(math.ceil(jittered), cap)
 
 
+class ReliableRequest(Request):
+    """A task request whose hard time limit dead-letters it with its full context.
+
+    At the hard limit Celery kills the pool process, calls the task's ``on_failure``
+    in the worker's main process and acks the message (``acks_on_timeout`` defaults to
+    on). No request context is pushed there, so ``on_failure`` would see neither the
+    retry count nor the correlation id; pushing this request's context supplies them.
+    """
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        if soft:
+            super().on_timeout(soft, timeout)
+            return
+        # The stubs omit Request's cached ``_context`` (a celery.app.task.Context).
+        self.task.request_stack.push(self._context)  # type: ignore[attr-defined]
+        try:
+            super().on_timeout(soft, timeout)
+        finally:
+            self.task.request_stack.pop()
+
+
 class ReliableTask(Task[Any, Any]):
     """A task acked after it ran, retried with backoff, dead-lettered when it gives up."""
 
     acks_late = True
     reject_on_worker_lost = True
+    # A task killed by its hard time limit is acked and kept as a DeadLetter: it hung
+    # once, so running it again unattended would likely hang a process again.
+    acks_on_timeout = True
+    Request = "apps.core.consumers:ReliableRequest"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -1,16 +1,20 @@
-"""Middleware shared by every app: request ids and the request body limit."""
+"""Middleware shared by every app: request ids, the request body limit, lazy messages."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.messages.storage import default_storage
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.functional import SimpleLazyObject, empty
 
 from apps.core.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from apps.core.responses import error_response
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase]
+_REQUEST_ID_META = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 
 
 class RequestIdMiddleware:
@@ -20,7 +24,8 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        request_id = accept_request_id(request.headers.get(REQUEST_ID_HEADER))
+        # META, not request.headers: building the headers mapping costs more than the id.
+        request_id = accept_request_id(request.META.get(_REQUEST_ID_META))
         token = request_id_var.set(request_id)
         try:
             response = self.get_response(request)
@@ -52,3 +57,21 @@ class BodySizeLimitMiddleware:
         if length > limit:
             return error_response(413, f"Request body is larger than {limit} bytes.")
         return self.get_response(request)
+
+
+class LazyMessageMiddleware(MessageMiddleware):
+    """Django's ``MessageMiddleware``, building the message storage only when used.
+
+    The storage (cookie and session backends, a cookie signer) costs more than a whole
+    API view's own work, and only the admin ever adds or reads a message; a request
+    that never touched it has nothing to save, so it is left out of the response too.
+    """
+
+    def process_request(self, request: HttpRequest) -> None:
+        request._messages = SimpleLazyObject(lambda: default_storage(request))  # type: ignore[attr-defined]
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        messages = request.__dict__.get("_messages")
+        if isinstance(messages, SimpleLazyObject) and messages._wrapped is empty:
+            return response
+        return super().process_response(request, response)

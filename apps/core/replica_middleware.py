@@ -31,7 +31,8 @@ class ReplicaRoutingMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        header = parse_lsn(request.headers.get(READ_AFTER_HEADER))
+        # META, not request.headers: the headers mapping is built from all of META.
+        header = parse_lsn(request.META.get("HTTP_X_READ_AFTER"))
         cookie = parse_lsn(request.COOKIES.get(READ_AFTER_COOKIE))
         given = max((t for t in (header, cookie) if t is not None), default=None)
         with routing_scope(read_after=given) as state:

@@ -99,10 +99,10 @@ def on_task_retry(sender: Any = None, **kwargs: Any) -> None:
 
 
 def on_worker_init(**kwargs: Any) -> None:
-    """Empty the worker's metrics directory before its pool starts."""
+    """Empty the worker's metrics directory (but for its own files) before its pool starts."""
     directory = multiproc_dir()
     if directory is not None:
-        prepare_directory(directory)
+        prepare_directory(directory, keep_pid=os.getpid())
 
 
 def on_worker_ready(sender: Any = None, **kwargs: Any) -> None:

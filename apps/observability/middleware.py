@@ -10,6 +10,7 @@ from functools import lru_cache
 
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import Resolver404, resolve
+from prometheus_client import Counter, Histogram
 
 from apps.core import views as core_views
 from apps.observability.logging import current_request
@@ -23,6 +24,7 @@ UNMATCHED = "<unmatched>"
 _CONVERTER_RE = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>[^>]+)>")
 
 access_logger = logging.getLogger("highscale.access")
+_ENDPOINT_ATTRIBUTE = "_observability_endpoint"
 
 
 def _placeholder(match: re.Match[str]) -> str:
@@ -40,7 +42,18 @@ def route_template(route: str) -> str:
 
 
 def endpoint_label(request: HttpRequest) -> str:
-    """Return the route template that served ``request``, or ``<unmatched>``."""
+    """Return the route template that served ``request``, or ``<unmatched>``.
+
+    Call it once the response is built: the answer is kept on the request, because the
+    metrics and the access log both need it and resolving a path again costs more.
+    """
+    known: str | None = request.__dict__.get(_ENDPOINT_ATTRIBUTE)
+    if known is None:
+        known = request.__dict__[_ENDPOINT_ATTRIBUTE] = _endpoint_label(request)
+    return known
+
+
+def _endpoint_label(request: HttpRequest) -> str:
     match = getattr(request, "resolver_match", None)
     if match is None:
         # A middleware answered before URL resolution (413, 429): resolve it here.
@@ -70,10 +83,21 @@ class MetricsMiddleware:
         response = self.get_response(request)
         elapsed = time.perf_counter() - started
         method = request.method if request.method in _KNOWN_METHODS else "other"
-        endpoint = endpoint_label(request)
-        http_requests_total.labels(method, endpoint, str(response.status_code)).inc()
-        http_request_duration_seconds.labels(method, endpoint).observe(elapsed)
+        key = (method, endpoint_label(request), response.status_code)
+        children = _children.get(key)
+        if children is None:
+            children = _children[key] = (
+                http_requests_total.labels(key[0], key[1], str(key[2])),
+                http_request_duration_seconds.labels(key[0], key[1]),
+            )
+        children[0].inc()
+        children[1].observe(elapsed)
         return response
+
+
+# The labelled series per (method, endpoint, status): `labels()` validates and locks on
+# every call, a dict lookup does not. Bounded like the label values themselves.
+_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
 
 # A client may send any method name; each unknown one must not become a series.
@@ -103,11 +127,16 @@ class AccessLogMiddleware:
     @staticmethod
     def _log(request: HttpRequest, response: HttpResponseBase, started: float) -> None:
         if access_logger.isEnabledFor(logging.INFO):
-            access_logger.info(
+            # Built directly rather than through `info()`, which walks the stack for the
+            # caller's file and line on every request; this line never shows them.
+            record = access_logger.makeRecord(
+                access_logger.name,
+                logging.INFO,
+                "(unknown file)",
+                0,
                 "%s %s %s",
-                request.method,
-                request.path,
-                response.status_code,
+                (request.method, request.path, response.status_code),
+                None,
                 extra={
                     "method": request.method,
                     "endpoint": endpoint_label(request),
@@ -115,3 +144,4 @@ class AccessLogMiddleware:
                     "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                 },
             )
+            access_logger.handle(record)

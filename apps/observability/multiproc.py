@@ -59,11 +59,27 @@ def _locked(directory: Path, operation: int) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def prepare_directory(directory: Path) -> None:
-    """Empty ``directory`` (creating it if needed) so that a new server starts from zero."""
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+def prepare_directory(directory: Path, *, keep_pid: int | None = None) -> None:
+    """Empty ``directory`` (creating it if needed) so that a new server starts from zero.
+
+    ``keep_pid``: keep that process's own files. A Celery worker's main process has
+    created its metric files (while loading Django) by the time it can prepare the
+    directory; removing them under it would lose what it counts afterwards.
+    """
+    if keep_pid is None:
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    own = f"_{keep_pid}.db"
+    for path in directory.iterdir():
+        if path.name == LOCK_FILE or path.name.endswith(own):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def fold_dead_process(pid: int, directory: Path | None = None) -> None:

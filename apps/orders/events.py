@@ -22,6 +22,7 @@ from django.db.models import F
 from apps.core.consumers import RetryableError, consume_once
 from apps.core.outbox import outbox_write
 from apps.core.request_context import REQUEST_ID_HEADER, current_request_id
+from apps.observability.metrics import record_order
 from apps.orders.models import Order, Product
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ def order_reserve_inventory(*, event_id: str, order_id: int) -> Order | None:
             order.status_reason = ""
             outbox_write(event_type=ORDER_CONFIRMED, payload={"order_id": order.pk})
         order.save(update_fields=["status", "status_reason", "updated_at"])
+        outcome = str(order.status)
+        # Counted on commit, so a redelivery after a crash before commit counts once.
+        transaction.on_commit(lambda: record_order(outcome))
     logger.info("reserve_inventory: order %s %s", order.pk, order.status)
     return order
 

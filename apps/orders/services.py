@@ -10,6 +10,7 @@ from django.db import transaction
 
 from apps.core.errors import InvalidInput
 from apps.core.outbox import outbox_write
+from apps.observability.metrics import record_order
 from apps.orders.models import Order, OrderLine, Product
 
 MAX_ORDER_LINES = 1000
@@ -60,6 +61,8 @@ def order_create(*, owner_id: int, items: Sequence[OrderItem], idempotency_key: 
         OrderLine.objects.bulk_create(lines)
         # Committed with the order or not at all; published once the transaction commits.
         outbox_write(event_type=ORDER_CREATED, payload={"order_id": order.pk})
+        # Counted on commit: a rolled-back order was never placed.
+        transaction.on_commit(lambda: record_order("placed"))
     return order
 
 

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core.signals import setting_changed
 from django.db.models.signals import post_delete, post_save
 
 
@@ -15,9 +16,10 @@ class RatelimitConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.ratelimit.models import RateLimitOverride
-        from apps.ratelimit.policies import validate_policies
+        from apps.ratelimit.policies import forget_resolved_policies, validate_policies
 
         validate_policies()
+        setting_changed.connect(forget_resolved_policies, dispatch_uid="ratelimit_policies")
         # Other processes pick an edit up within RATELIMIT_OVERRIDE_CACHE_SECONDS; the
         # process that saved it, at once.
         post_save.connect(

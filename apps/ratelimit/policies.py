@@ -74,11 +74,30 @@ def policy_from_config(name: str, config: dict[str, Any]) -> Policy:
     return policy
 
 
+# Resolved policies by name. The API resolves its policy on every request, and building
+# one validates its settings entry; `forget_resolved_policies` empties this when the
+# settings change (tests, tools).
+_resolved: dict[str, Policy] = {}
+
+
 def get_policy(name: str) -> Policy:
     """Return the policy ``name`` as configured, with its environment override applied.
 
     Raise ImproperlyConfigured when no such policy is declared.
     """
+    policy = _resolved.get(name)
+    if policy is None:
+        policy = _resolved[name] = _build_policy(name)
+    return policy
+
+
+def forget_resolved_policies(*, setting: str = "", **kwargs: Any) -> None:
+    """Drop the resolved policies when a rate-limit setting changes (``setting_changed``)."""
+    if setting in ("RATELIMIT_POLICIES", "RATELIMIT_OVERRIDES"):
+        _resolved.clear()
+
+
+def _build_policy(name: str) -> Policy:
     declared: dict[str, dict[str, Any]] = settings.RATELIMIT_POLICIES
     if name not in declared:
         raise ImproperlyConfigured(f"Rate-limit policy {name!r} is not in RATELIMIT_POLICIES.")

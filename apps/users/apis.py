@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -10,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import error_responses, id_path_parameter, validated
+from apps.core.api import RenderedByEtag, error_responses, id_path_parameter, validated
 from apps.ratelimit.throttles import LoginRateThrottle
 from apps.users.cache import user_profile_get_cached
 from apps.users.models import User
@@ -106,14 +107,17 @@ class PublicProfileApi(APIView):
         parameters=[id_path_parameter("user_id")],
         operation_id="users_public_retrieve",
     )
-    def get(self, request: Request, user_id: int) -> Response:
+    def get(self, request: Request, user_id: int) -> HttpResponse | Response:
         # The ETag is stored with the cached document, so a revalidation that hits the
         # cache is answered without touching the database.
         profile = user_profile_get_cached(user_id=user_id)
         headers = {"ETag": profile.etag, "Cache-Control": _shared_cache_control()}
         if profile.etag in _if_none_match(request):
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
-        return Response(profile.data, headers=headers)
+        return _rendered_profiles.response(request, profile.etag, profile.data, headers)
+
+
+_rendered_profiles = RenderedByEtag()
 
 
 def _me(request: Request) -> User:
@@ -130,5 +134,5 @@ def _shared_cache_control() -> str:
 
 
 def _if_none_match(request: Request) -> set[str]:
-    raw = request.headers.get("If-None-Match", "")
+    raw = str(request.META.get("HTTP_IF_NONE_MATCH", ""))
     return {part.strip().removeprefix("W/") for part in raw.split(",") if part.strip()}

@@ -1,10 +1,13 @@
-"""``Authorization: Token …`` authentication against hashed tokens."""
+"""API authentication: ``Authorization: Token …`` against hashed tokens, and sessions."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from drf_spectacular.authentication import SessionScheme as SpectacularSessionScheme
 from rest_framework import authentication, exceptions
+from rest_framework.request import Request
 
 from apps.users.models import AuthToken, User
 from apps.users.tokens import token_digest
@@ -13,8 +16,39 @@ from apps.users.tokens import token_digest
 class TokenAuthentication(authentication.TokenAuthentication):
     """DRF's token scheme, looking tokens up by digest so a database leak leaks none."""
 
+    def authenticate(self, request: Request) -> tuple[User, Any] | None:
+        """Return None at once for a request without an ``Authorization`` header.
+
+        DRF reads the header through ``request.headers``, a mapping built from all of
+        the request's META; an anonymous request need not pay for it.
+        """
+        if "HTTP_AUTHORIZATION" not in request._request.META:
+            return None
+        return super().authenticate(request)
+
     def authenticate_credentials(self, key: str) -> tuple[User, Any]:
         token = AuthToken.objects.select_related("user").filter(digest=token_digest(key)).first()
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid token.")
         return token.user, token
+
+
+class SessionAuthentication(authentication.SessionAuthentication):
+    """DRF's session scheme, with no session lookup for a request without its cookie.
+
+    Without the cookie Django's user is anonymous anyway; loading it would still read
+    the session store and mark every API response ``Vary: Cookie``.
+    """
+
+    def authenticate(self, request: Request) -> tuple[Any, None] | None:
+        """Return None at once for a request without a session cookie."""
+        if settings.SESSION_COOKIE_NAME not in request._request.COOKIES:
+            return None
+        return super().authenticate(request)
+
+
+# drf-spectacular registers extensions in an unannotated __init_subclass__.
+class SessionScheme(SpectacularSessionScheme):  # type: ignore[no-untyped-call]
+    """Document the session scheme above as drf-spectacular documents DRF's."""
+
+    target_class = "apps.users.authentication.SessionAuthentication"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject, empty
 
 from apps.users.services import user_touch_last_active
 
@@ -16,7 +17,8 @@ class LastActiveMiddleware:
 
     Runs after the response is built, so a user authenticated by the API's token scheme
     (set on the request by DRF) counts as well as a session user. The in-memory check
-    on the loaded user skips the UPDATE entirely for anyone seen recently.
+    on the loaded user skips the UPDATE entirely for anyone seen recently. A request
+    whose user was never loaded (no view asked who it is) is not counted.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
@@ -24,7 +26,11 @@ class LastActiveMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
-        user = getattr(request, "user", None)
+        user = request.__dict__.get("user")
+        # A user nobody looked at is not loaded here: that would read the session (and
+        # mark the response `Vary: Cookie`) on every request, for health checks too.
+        if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
+            return response
         if user is not None and user.is_authenticated and response.status_code < 500:
             last = getattr(user, "last_active", None)
             interval = settings.USER_LAST_ACTIVE_INTERVAL_SECONDS

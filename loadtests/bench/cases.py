@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from loadtests.bench import replicas
 from loadtests.bench.targets import TARGETS, Site
 
 
@@ -68,6 +69,22 @@ CASES: tuple[Case, ...] = (
          setup=_profile_user),
     Case("profile uncached (database, no Redis)", "profile-db", "/api/v1/users/{id}",
          setup=_profile_user),
+    Case("profile uncached, primary only", "replica-none", "/api/v1/users/{id}",
+         setup=replicas.user_setup),
+    Case("profile uncached, primary + replica", "replica-one", "/api/v1/users/{id}",
+         setup=replicas.user_setup),
+    Case("product read, primary only", "replica-none", "/api/v1/products/{id}",
+         setup=replicas.product_setup),
+    Case("product read, routed to the replica", "replica-one", "/api/v1/products/{id}",
+         setup=replicas.product_setup),
+    # DRF's throttle is left out here: under one key and a lifted limit its history list
+    # grows with every request; the ratelimit section compares it at the real limit.
+    Case("rate limit: trivial view, unlimited", "ratelimit-peers", "/bench/ratelimit/plain"),
+    Case("rate limit: same view, ours (sliding window)", "ratelimit-peers",
+         "/bench/ratelimit/ours"),
+    Case("rate limit: same view, ours (GCRA)", "ratelimit-peers", "/bench/ratelimit/ours-gcra"),
+    Case("rate limit: same view, django-ratelimit", "ratelimit-peers",
+         "/bench/ratelimit/django-ratelimit"),
 )  # fmt: skip
 
 FLOOR = CASES[0]

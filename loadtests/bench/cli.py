@@ -23,6 +23,7 @@ from loadtests.bench.gunicorn import start_gunicorn
 from loadtests.bench.options import BenchOptions, parse_options
 from loadtests.bench.report import as_json, case_line, header, name_width
 from loadtests.bench.runner import CaseResult, measure, prepare_case
+from loadtests.bench.sections import SECTIONS
 from loadtests.bench.targets import TARGETS, Site, base_environment
 from loadtests.bench.wrk import WrkSettings, find_wrk
 from tests.servers import ServerError
@@ -31,6 +32,8 @@ from tests.servers import ServerError
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected cases and print one line each; return the exit status."""
     options = parse_options(argv)
+    if options.section in SECTIONS:
+        return _run_sections([options.section])
     try:
         cases = select_cases(options.only)
         wrk = find_wrk()
@@ -51,7 +54,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         print("bench: terminated; servers stopped", file=sys.stderr)
         return 128 + signal.SIGTERM
-    return _report(results, options, settings)
+    status = _report(results, options, settings)
+    if options.section is None and not options.only:
+        status = max(status, _run_sections(list(SECTIONS)))
+    return status
+
+
+def _run_sections(names: list[str]) -> int:
+    """Run the named printed sections; return 1 if any failed, else 0."""
+    status = 0
+    for name in names:
+        try:
+            status = max(status, SECTIONS[name]())
+        except (BenchError, ServerError) as exc:
+            print(f"bench: section {name} FAILED: {exc}", file=sys.stderr)
+            status = 1
+        except KeyboardInterrupt:
+            print("bench: interrupted; servers stopped", file=sys.stderr)
+            return 128 + signal.SIGINT
+    return status
 
 
 def _run(

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from loadtests.bench.sections import SECTIONS
+
 
 @dataclass(frozen=True)
 class BenchOptions:
@@ -19,6 +21,8 @@ class BenchOptions:
     warmup: int
     only: str | None
     json_path: Path | None
+    # None: the wrk cases, then every section (sections are skipped under --only).
+    section: str | None = None
 
     @property
     def threads(self) -> int:
@@ -95,6 +99,11 @@ def parse_options(argv: Sequence[str] | None = None) -> BenchOptions:
         metavar="PATH",
         help="also write the results as JSON to PATH",
     )
+    parser.add_argument(
+        "--section",
+        choices=["cases", *SECTIONS],
+        help="run only the wrk cases, or only one printed section (default: all)",
+    )
     args = parser.parse_args(argv)
     return BenchOptions(
         duration=args.duration,
@@ -104,4 +113,5 @@ def parse_options(argv: Sequence[str] | None = None) -> BenchOptions:
         warmup=args.warmup,
         only=args.only,
         json_path=args.json_path,
+        section=args.section,
     )

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from loadtests.bench import ratelimit, replicas
 from loadtests.bench.errors import BenchError
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -147,5 +148,20 @@ TARGETS: dict[str, Target] = {
             "/healthz",
             _prepare_profile(redis=False, l1=False),
         ),
+        # Uncached reads on a private primary, without and with its streaming replica.
+        Target(
+            "replica-none",
+            "config.wsgi:application",
+            "/healthz",
+            replicas.prepare(with_replica=False),
+        ),
+        Target(
+            "replica-one",
+            "config.wsgi:application",
+            "/healthz",
+            replicas.prepare(with_replica=True),
+        ),
+        # Trivial views behind each limiter compared, limits lifted (loadtests.bench.ratelimit).
+        Target("ratelimit-peers", "config.wsgi:application", "/healthz", ratelimit.prepare_target),
     )
 }

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management import call_command
 from kombu import Connection, Producer
 
+from apps.core.correlation import CORRELATION_HEADER
 from apps.core.dead_letters import dead_letter_discard, dead_letter_replay, dead_letters_drain
 from apps.core.errors import InvalidInput
 from apps.core.models import DeadLetter
@@ -63,6 +64,33 @@ def test_undecodable_message_is_dead_lettered_not_dropped(event_worker):
     assert "undecodable message" in event_worker.log()
     with pytest.raises(InvalidInput):
         dead_letter_replay(dead_letter_id=letter.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_task_killed_by_its_hard_time_limit_is_dead_lettered_once_with_its_context(
+    event_worker, tmp_path
+):
+    hangs, notes = tmp_path / "hangs", tmp_path / "notes"
+    current_app.send_task(
+        "tests.hang",
+        kwargs={"marker_path": str(hangs)},
+        headers={CORRELATION_HEADER: "corr-hang-12345"},
+    )
+
+    letter = wait_for(
+        lambda: DeadLetter.objects.filter(task="tests.hang").first(), 60, "the dead letter"
+    )
+
+    assert letter.reason.startswith("TimeLimitExceeded")
+    assert letter.attempts == 1
+    assert letter.correlation_id == "corr-hang-12345"
+    assert letter.payload == {"args": [], "kwargs": {"marker_path": str(hangs)}}
+    assert letter.status == DeadLetter.Status.PENDING
+    # The worker goes on consuming, and the hung message was acked, not redelivered.
+    current_app.send_task("tests.note", kwargs={"marker_path": str(notes), "text": "after"})
+    wait_for(lambda: notes.exists() and "after" in notes.read_text(), 30, "the next task")
+    assert hangs.read_text().count("attempt") == 1
+    assert DeadLetter.objects.filter(task="tests.hang").count() == 1
 
 
 def _letter(**overrides):

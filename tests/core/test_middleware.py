@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 
 import pytest
+from django.contrib import messages
+from django.contrib.sessions.backends.signed_cookies import SessionStore
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client, RequestFactory
 from django.urls import path
+from django.utils.functional import empty
 
 from apps.core.logging import RequestIdFilter
-from apps.core.middleware import RequestIdMiddleware
+from apps.core.middleware import LazyMessageMiddleware, RequestIdMiddleware
 from apps.core.request_context import current_request_id
 from config import urls as config_urls
 
@@ -163,3 +167,47 @@ def test_request_id_is_reset_when_the_inner_handler_raises():
 
     assert seen == ["trace-inner-0005"]
     assert current_request_id() is None
+
+
+def test_lazy_messages_build_no_storage_for_a_request_that_never_uses_them():
+    request = RequestFactory().get("/healthz")
+
+    response = _through_messages(lambda r: HttpResponse("ok"), request)
+
+    assert request._messages._wrapped is empty  # type: ignore[attr-defined]
+    assert "messages" not in response.cookies
+
+
+def test_lazy_messages_keep_a_message_added_during_the_request_for_the_next_one():
+    def add(request: HttpRequest) -> HttpResponse:
+        messages.success(request, "Saved.")
+        return HttpResponse("ok")
+
+    first = _through_messages(add, _with_session(RequestFactory().get("/admin/")))
+    seen: list[str] = []
+
+    def read(request: HttpRequest) -> HttpResponse:
+        seen.extend(str(message) for message in messages.get_messages(request))
+        return HttpResponse("ok")
+
+    follow_up = _with_session(RequestFactory().get("/admin/"))
+    follow_up.COOKIES["messages"] = first.cookies["messages"].value
+    second = _through_messages(read, follow_up)
+
+    assert seen == ["Saved."]
+    # Read messages are consumed: the cookie is cleared.
+    assert second.cookies["messages"].value == ""
+
+
+def _with_session(request: HttpRequest) -> HttpRequest:
+    # The fallback storage needs a session to overflow into, as under SessionMiddleware.
+    request.session = SessionStore()
+    return request
+
+
+def _through_messages(
+    view: Callable[[HttpRequest], HttpResponse], request: HttpRequest
+) -> HttpResponse:
+    response = LazyMessageMiddleware(view)(request)
+    assert isinstance(response, HttpResponse)
+    return response

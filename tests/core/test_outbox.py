@@ -104,3 +104,83 @@ def test_publish_skips_an_event_already_sent(no_consumers):
     assert outbox_publish(event_ids=[event.pk]) == 0
     event.refresh_from_db()
     assert event.publish_attempts == 1
+
+
+def test_beat_schedule_runs_the_registered_sweep_task_every_outbox_sweep_seconds(settings):
+    from celery import current_app
+
+    entry = current_app.conf.beat_schedule["outbox-sweep"]
+
+    assert entry == {"task": "core.outbox_sweep", "schedule": float(settings.OUTBOX_SWEEP_SECONDS)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_registered_sweep_task_publishes_what_was_left_unsent(no_consumers, monkeypatch):
+    from datetime import timedelta
+
+    from celery import current_app
+    from django.utils import timezone
+
+    monkeypatch.setattr(outbox, "_send", _broker_down)
+    with transaction.atomic():
+        outbox_write(event_type="test.happened", payload={"n": 4})
+    monkeypatch.undo()
+    monkeypatch.setattr(outbox, "_publish_paused_until", 0.0)
+    # Older than OUTBOX_SWEEP_MIN_AGE_SECONDS, as an event its commit hook left behind is.
+    OutboxEvent.objects.update(created_at=timezone.now() - timedelta(minutes=1))
+
+    # The task beat sends by name, found as a worker finds it, run as the worker runs it.
+    current_app.loader.import_default_modules()
+    assert current_app.tasks["core.outbox_sweep"].apply().get() == 1
+
+    assert OutboxEvent.objects.get().sent_at is not None
+
+
+# Last in the module: the worker it starts stays up until the module ends.
+@pytest.mark.django_db(transaction=True)
+def test_celery_beat_runs_the_outbox_sweep_on_its_schedule(event_worker, tmp_path):
+    import os
+    import signal
+    import subprocess
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.events_worker import wait_for
+
+    with transaction.atomic():
+        # A type no task consumes: the sweep only has to publish it and mark it sent.
+        event = OutboxEvent.objects.create(event_type="test.beat", payload={"n": 5})
+    OutboxEvent.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(minutes=1))
+    log_path = tmp_path / "beat.log"
+    with log_path.open("wb") as log:
+        beat = subprocess.Popen(
+            [
+                ".venv/bin/celery", "-A", "config", "beat", "--loglevel", "INFO",
+                "--schedule", str(tmp_path / "celerybeat-schedule"),
+                "--pidfile", str(tmp_path / "beat.pid"),
+            ],
+            env={**event_worker.env, "OUTBOX_SWEEP_SECONDS": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+
+            def sent() -> bool:
+                if beat.poll() is not None:
+                    pytest.fail(f"celery beat exited:\n{log_path.read_text()[-3000:]}")
+                event.refresh_from_db()
+                return event.sent_at is not None
+
+            wait_for(sent, 60, "beat's sweep to publish the event")
+        finally:
+            os.killpg(beat.pid, signal.SIGTERM)
+            beat.wait(20)
+
+    assert "Sending due task outbox-sweep (core.outbox_sweep)" in log_path.read_text()
+    assert event.publish_attempts == 1
+
+
+def _broker_down(event: OutboxEvent) -> None:
+    raise ConnectionRefusedError("broker down")

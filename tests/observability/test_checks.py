@@ -9,11 +9,13 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.test import override_settings
 
 from tests.servers import Process, Servers, find_binary, free_port, port_open, wait_until
 
@@ -103,3 +105,76 @@ def test_readyz_names_a_stopped_dependency_and_recovers_when_it_returns(web, ser
 
     wait_until(lambda: _readyz(port)[0] == 200, 60, f"/readyz after {server} returned")
     assert _readyz(port)[1]["checks"][check] == {"ok": True, "detail": "ok"}
+
+
+@pytest.fixture
+def private_servers() -> Iterator[Servers]:
+    servers = Servers()
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+def _redis_caches(url: str) -> dict[str, Any]:
+    # No socket timeouts: only the check's own deadline can stop a hung call.
+    return {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": "readyz-paused-test",
+            "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
+        }
+    }
+
+
+@pytest.mark.django_db
+def test_readyz_names_the_broker_while_a_private_rabbitmq_is_stopped_and_recovers(
+    client, settings, private_servers
+):
+    url = private_servers.start_rabbitmq()
+    port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+    settings.CELERY_BROKER_URL = url
+    wait_until(lambda: client.get("/readyz").status_code == 200, 60, "/readyz with rabbitmq")
+
+    private_servers.stop_server("rabbitmq")
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["detail"] == "Not ready: broker."
+    assert body["checks"]["broker"]["ok"] is False
+    assert body["checks"]["database"] == {"ok": True, "detail": "ok"}
+    assert body["checks"]["cache"] == {"ok": True, "detail": "ok"}
+
+    private_servers.start_rabbitmq(port=port)
+
+    wait_until(lambda: client.get("/readyz").status_code == 200, 60, "/readyz after rabbitmq")
+    assert client.get("/readyz").json()["checks"]["broker"] == {"ok": True, "detail": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_answers_503_within_two_seconds_when_redis_hangs(client, private_servers):
+    url = private_servers.start_redis()
+    redis = next(p for p in private_servers.processes if p.name == "redis")
+    with override_settings(CACHES=_redis_caches(url), READYZ_CHECK_TIMEOUT_SECONDS=1.0):
+        assert client.get("/readyz").status_code == 200
+        os.kill(redis.popen.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            response = client.get("/readyz")
+            elapsed = time.monotonic() - started
+            # The first probe is still blocked on the paused server: no second thread.
+            again = client.get("/readyz").json()["checks"]["cache"]
+        finally:
+            os.kill(redis.popen.pid, signal.SIGCONT)
+
+        assert response.status_code == 503
+        body = response.json()
+        assert body["detail"] == "Not ready: cache."
+        assert body["checks"]["cache"] == {"ok": False, "detail": "timed out after 1 s"}
+        assert body["checks"]["database"] == {"ok": True, "detail": "ok"}
+        assert elapsed < 2.0, elapsed
+        assert again == {"ok": False, "detail": "previous probe still running"}
+        # Once Redis runs again the stuck probe returns and the next one passes.
+        wait_until(lambda: client.get("/readyz").status_code == 200, 30, "/readyz after SIGCONT")

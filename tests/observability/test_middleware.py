@@ -109,3 +109,19 @@ def test_duration_is_observed_once_per_request_under_the_template(client):
 )
 def test_route_template_names_parameters_not_values(route, template):
     assert route_template(route) == template
+
+
+@pytest.mark.django_db
+def test_database_statements_are_counted_by_alias_through_django_prometheus_backend():
+    from django.db import connections
+
+    assert connections["default"].__module__ == "django_prometheus.db.backends.postgresql.base"
+    labels = {"alias": "default", "vendor": "postgresql"}
+    before = REGISTRY.get_sample_value("django_db_execute_total", labels) or 0.0
+
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.execute("SELECT 2")
+
+    assert REGISTRY.get_sample_value("django_db_execute_total", labels) == before + 2
+    assert (REGISTRY.get_sample_value("django_db_query_duration_seconds_count", labels) or 0) >= 2

@@ -118,6 +118,26 @@ def test_prepare_directory_empties_what_a_previous_server_left(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_prepare_directory_keeps_only_the_calling_process_files_when_asked(tmp_path):
+    for name in ("counter_5.db", "counter_archive.db", "histogram_7.db", "counter_42.db"):
+        (tmp_path / name).write_bytes(b"old")
+    (tmp_path / "histogram_42.db").write_bytes(b"mine")
+
+    prepare_directory(tmp_path, keep_pid=42)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_42.db", "histogram_42.db"]
+    assert (tmp_path / "histogram_42.db").read_bytes() == b"mine"
+
+
+def test_prepare_directory_creates_a_missing_directory_for_a_worker(tmp_path):
+    directory = tmp_path / "worker" / "metrics"
+
+    prepare_directory(directory, keep_pid=42)
+
+    assert directory.is_dir()
+    assert list(directory.iterdir()) == []
+
+
 def _write(path, values):
     from prometheus_client.mmap_dict import MmapedDict
 

@@ -289,3 +289,47 @@ def test_orders_placed_while_the_broker_is_unreachable_succeed_and_are_processed
 
     wait_for(emails_sent, 60, "60 confirmation emails")
     assert sum(event_worker.emails_mentioning(f"Order {pk} confirmed") for pk in order_ids) == 60
+
+
+def test_admin_replay_action_after_the_webhook_recovers_delivers_exactly_once(
+    event_worker, warehouse, auth_client, user, admin_client
+):
+    warehouse.reset(then=500)
+    product = Product.objects.create(sku="WH-3", name="Crate", price="1.00", stock=5)
+    order_id = _place(auth_client, product.pk, 1, "wh-3")
+    letter = wait_for(
+        lambda: DeadLetter.objects.filter(task="orders.notify_warehouse").first(), 60, "dead letter"
+    )
+    event_id = letter.payload["kwargs"]["event_id"]
+    warehouse.reset(then=200)
+
+    response = admin_client.post(
+        "/admin/core/deadletter/",
+        {"action": "replay", "_selected_action": [letter.pk]},
+        follow=True,
+    )
+
+    assert response.redirect_chain == [("/admin/core/deadletter/", 302)]
+    assert [str(m) for m in response.context["messages"]] == ["1 dead letter(s) replayed."]
+    wait_for(lambda: warehouse.requests_for(order_id), 30, "the replayed POST")
+    wait_for(
+        lambda: ProcessedEvent.objects.filter(
+            event_id=event_id, consumer="orders.notify_warehouse"
+        ).exists(),
+        10,
+        "the delivery to be recorded",
+    )
+    letter.refresh_from_db()
+    assert letter.status == DeadLetter.Status.REPLAYED
+    # A second replay of the same letter is refused with a message; nothing is sent again.
+    again = admin_client.post(
+        "/admin/core/deadletter/",
+        {"action": "replay", "_selected_action": [letter.pk]},
+        follow=True,
+    )
+    assert [str(m) for m in again.context["messages"]] == [
+        f"Dead letter {letter.pk} is not pending.",
+        "0 dead letter(s) replayed.",
+    ]
+    assert len(warehouse.requests_for(order_id)) == 1
+    assert [r[1]["event_id"] for r in warehouse.requests_for(order_id)] == [event_id]

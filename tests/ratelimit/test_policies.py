@@ -55,3 +55,14 @@ def test_an_environment_rate_scales_a_fixed_burst(set_policy, settings):
     settings.RATELIMIT_OVERRIDES = {"bursty": (200, 60)}
 
     assert get_policy("bursty").effective_burst == 40
+
+
+def test_resolved_policy_is_reused_until_a_rate_limit_setting_changes(settings):
+    first = get_policy("api")
+
+    assert get_policy("api") is first
+    settings.RATELIMIT_OVERRIDES = {"api": (7, 30)}
+    changed = get_policy("api")
+
+    assert (changed.limit, changed.window) == (7, 30)
+    assert (first.limit, first.window) == (100, 60)

@@ -117,3 +117,16 @@ def test_request_with_an_invalid_token_writes_nothing(api_client, user):
     assert response.status_code == 401
     assert _user_updates(captured) == []
     assert _last_active(user) is None
+
+
+def test_request_whose_user_no_view_loaded_neither_reads_the_session_nor_writes(client, user):
+    client.force_login(user)
+
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get("/healthz")
+
+    assert response.status_code == 200
+    # Loading the user would read the session row and mark the response Vary: Cookie.
+    assert captured.captured_queries == []
+    assert not response.has_header("Vary")
+    assert _last_active(user) is None

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import connections
 
 from apps.core.db.lsn import parse_lsn
+from apps.core.db.metrics import record_probe
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ class ReplicaMonitor:
                 retry_at=now + settings.DATABASE_REPLICA_RETRY_SECONDS,
                 failures=old.failures + 1,
             )
+        record_probe(alias, healthy=False, lag_seconds=None)
         logger.warning("Replica %s marked down: %s", alias, reason)
 
     def probe(self, alias: str) -> ReplicaStatus:
@@ -142,6 +144,7 @@ class ReplicaMonitor:
         with self._lock:
             was = self.status(alias)
             self._statuses[alias] = ReplicaStatus(alias, True, replay, lag, now, 0.0, 0)
+        record_probe(alias, healthy=True, lag_seconds=lag)
         if not was.healthy and was.failures:
             logger.info("Replica %s is back (lag %.3f s)", alias, lag or 0.0)
         return self._statuses[alias]

@@ -31,6 +31,10 @@ def postgres_database(
     # PgBouncer in transaction mode cannot keep a server-side cursor open across
     # transactions, so `.iterator()` must not rely on one.
     database["DISABLE_SERVER_SIDE_CURSORS"] = True
+    # django-prometheus's backend is Django's own with cursors that count and time every
+    # statement (django_db_execute_total, django_db_query_duration_seconds by alias); it
+    # passes its cursor factory in the connection parameters, so pooled connections count.
+    database["ENGINE"] = "django_prometheus.db.backends.postgresql"
     options = database.setdefault("OPTIONS", {})
     options.setdefault("connect_timeout", 5)
     if pooled:
