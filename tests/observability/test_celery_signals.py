@@ -19,10 +19,6 @@ from tests.events_worker import test_database_url as worker_database_url
 from tests.observability.conftest import samples
 from tests.servers import free_port
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("CELERY_BROKER_URL"), reason="needs the harness's RabbitMQ"
-)
-
 
 class MetricsWorker:
     """A ``celery worker`` subprocess serving its metrics on ``port``."""

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.servers import find_binary
 
 PROMETHEUS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
-PROMTOOL = shutil.which("promtool")
-
-pytestmark = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool missing: apt-get install -y prometheus"
-)
+# Installed from Debian when missing (as root), else the run stops with the command.
+PROMTOOL = find_binary("promtool")
 
 
 def _promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PROMTOOL or "promtool", *args],
+        [PROMTOOL, *args],
         cwd=PROMETHEUS_DIR,
         input=stdin,
         capture_output=True,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,7 +104,6 @@ def in_process_worker(spans: InMemorySpanExporter) -> Iterator[None]:
         yield
 
 
-@pytest.mark.skipif(not os.environ.get("CELERY_BROKER_URL"), reason="needs RabbitMQ")
 @pytest.mark.django_db(transaction=True)
 def test_order_request_and_its_consumer_tasks_share_one_trace_id_and_request_id(
     spans, in_process_worker, auth_client, product

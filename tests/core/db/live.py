@@ -62,10 +62,10 @@ def mirrored_alias(alias: str) -> Iterator[str]:
 
 
 def replica_urls() -> list[str]:
-    """Return the URLs of the suite's replicas, skipping the test when there are none."""
+    """Return the URLs of the suite's replicas; the suite needs at least one."""
     urls = [url.partition("#")[0] for url in settings.DATABASE_REPLICA_URLS]
     if not urls:
-        pytest.skip("no replica: set DATABASE_REPLICA_URLS or let the harness start one")
+        pytest.fail("no replica: set DATABASE_REPLICA_URLS or let the harness start one")
     return urls
 
 

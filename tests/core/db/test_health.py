@@ -30,7 +30,7 @@ def replica_servers() -> Iterator[tuple[Servers, str]]:
         try:
             url = servers.start_replica(django_settings.DATABASE_URL, name=NAME)
         except subprocess.CalledProcessError:
-            pytest.skip("the primary does not accept pg_basebackup from this host")
+            pytest.fail("the primary does not accept pg_basebackup from this host")
         yield servers, url
     finally:
         servers.stop()

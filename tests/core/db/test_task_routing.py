@@ -73,7 +73,7 @@ def replica(settings) -> Iterator[str]:
 @pytest.fixture
 def worker(settings) -> Iterator[None]:
     if app.conf.task_always_eager:
-        pytest.skip("no broker: tasks run eagerly")
+        pytest.fail("no broker: the harness always sets CELERY_BROKER_URL")
     with start_worker(
         app,
         perform_ping_check=False,
