@@ -46,8 +46,10 @@ format: install
 bench: install
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
 
-stack:
-	@echo "make stack arrives with the production-topology issue (#8); not available yet." >&2; exit 2
+# nginx :8080 → gunicorn ×2 → PgBouncer → PostgreSQL primary + replica; Redis; RabbitMQ;
+# Celery worker + beat. Foreground; Ctrl-C stops all. Ports and data dir: STACK_* (README).
+stack: install
+	$(BIN)/python -m deploy.stack
 
 # k6 reads BASE_URL, PROFILE, VUS, DURATION, ... from the environment (loadtests/k6/lib/config.js).
 SCENARIO ?= mixed

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,10 @@ def on_starting(server: Any) -> None:
 
 def post_fork(server: Any, worker: Any) -> None:
     """Start tracing in the new worker (off unless OTEL_EXPORTER_OTLP_ENDPOINT is set)."""
+    # Until the worker installs its own handlers (after this hook and the app's import),
+    # a SIGTERM from a master shutting down would hit the master's inherited handler and
+    # be lost, and the worker would then serve until killed at graceful_timeout.
+    signal.signal(signal.SIGTERM, lambda signum, frame: setattr(worker, "alive", False))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     from apps.observability.tracing import init_tracing
 

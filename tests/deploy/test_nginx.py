@@ -28,8 +28,8 @@ NGINX = find_binary("nginx") if not Path("/usr/sbin/nginx").exists() else "/usr/
 
 def prefix_dir(tmp_path: Path) -> Path:
     prefix = tmp_path / "nginx"
-    for sub in ("logs", "temp", "cache"):
-        (prefix / sub).mkdir(parents=True)
+    for sub in ("logs", "temp", "cache", "static"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
     return prefix
 
 
@@ -143,6 +143,37 @@ def test_micro_cache_serves_an_anonymous_public_profile_without_the_upstream(
     assert second["x-cache-status"] == "HIT"
     assert authed["x-cache-status"] == "BYPASS"
     assert [seen["path"] for seen in upstream.seen[before:]] == ["/api/v1/users/7"] * 2
+
+
+def test_a_client_holding_a_read_after_token_bypasses_the_micro_cache(
+    edge: tuple[int, Upstream],
+) -> None:
+    port, upstream = edge
+    _get(port, "/api/v1/users/8")
+    before = len(upstream.seen)
+
+    status, headers = _get(port, "/api/v1/users/8", {"Cookie": "hs_read_after=0/3000060"})
+
+    assert status == 200
+    assert headers["x-cache-status"] == "BYPASS"
+    assert len(upstream.seen) - before == 1
+
+
+def test_static_files_come_from_the_prefix_without_the_upstream(
+    edge: tuple[int, Upstream], tmp_path: Path
+) -> None:
+    port, upstream = edge
+    (tmp_path / "nginx" / "static" / "app.css").write_text("body { color: black; }\n")
+    before = len(upstream.seen)
+
+    status, headers = _get(port, "/static/app.css")
+    missing, _ = _get(port, "/static/nope.css")
+
+    assert status == 200
+    assert headers["content-type"] == "text/css"
+    assert headers["cache-control"] == "max-age=3600"
+    assert missing == 404
+    assert len(upstream.seen) == before
 
 
 def test_responses_without_cache_control_are_never_cached(edge: tuple[int, Upstream]) -> None:

@@ -200,7 +200,13 @@ class ReplicaMonitor:
         if cached and cached[0] == key and not cached[1].closed:
             return cached[1]
         self._drop_connection(alias)
-        conn = psycopg.connect(autocommit=True, **{k: v for k, v in info.items() if v is not None})
+        # No server-side prepared statements: the probe may go through PgBouncer in
+        # transaction mode, where a prepared statement outlives its server connection.
+        conn = psycopg.connect(
+            autocommit=True,
+            prepare_threshold=None,
+            **{k: v for k, v in info.items() if v is not None},
+        )
         self._conns[alias] = (key, conn)
         return conn
 

@@ -1,0 +1,1 @@
+"""Deployment configuration; ``deploy.dr`` holds the disaster-recovery drill."""

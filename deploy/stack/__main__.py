@@ -1,0 +1,232 @@
+"""Launch the stack: ``python -m deploy.stack`` (what ``make stack`` runs).
+
+Prepares ``STACK_VAR_DIR`` (configuration files, secret key, directories owned by the
+users the servers run as), then runs every process of ``deploy/stack/services.py``
+under honcho's manager, with logs prefixed by process. Ctrl-C or SIGTERM stops them in
+tier order; once honcho returns, anything still alive from this run is killed.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from honcho import manager as honcho_manager  # type: ignore[import-untyped]
+from honcho.printer import Printer  # type: ignore[import-untyped]
+
+from deploy.stack.layout import ROOT, Layout, StackError, port_open, run_as
+from deploy.stack.services import app_env, services
+from deploy.stack.supervise import alive, read_records
+
+# honcho kills what is still running this long after its SIGTERM; the supervisors stop
+# their processes tier after tier well within it (gunicorn drains for up to 25 s).
+KILL_WAIT_SECONDS = 150
+
+
+def main() -> int:
+    try:
+        layout = _resolve_broker(Layout.from_env())
+        _refuse_a_running_stack(layout)
+        _refuse_busy_ports(layout)
+        os.environ.update(_exported(layout))
+        processes = services(layout)  # finds every binary first, or says what to install
+        _prepare(layout)
+    except StackError as error:
+        print(f"make stack: {error}", file=sys.stderr)
+        return 2
+    honcho_manager.KILL_WAIT = KILL_WAIT_SECONDS
+    manager = honcho_manager.Manager(Printer(sys.stdout))
+    python = sys.executable
+    for service in processes:
+        manager.add_process(
+            service.name, f"exec {python} -m deploy.stack.supervise {service.name}", cwd=ROOT
+        )
+    _announce(layout)
+    manager.loop()
+    _sweep(layout)
+    return int(manager.returncode or 0)
+
+
+def _resolve_broker(layout: Layout) -> Layout:
+    """Use the RabbitMQ already listening on the broker port, if any; else run our own."""
+    if layout.broker_url or not port_open("127.0.0.1", layout.rabbitmq_port):
+        return layout
+    url = f"amqp://guest:guest@127.0.0.1:{layout.rabbitmq_port}//"
+    return Layout.from_env({**os.environ, "STACK_BROKER_URL": url})
+
+
+def _exported(layout: Layout) -> dict[str, str]:
+    """Return the variables every process inherits: the resolved layout and the app's."""
+    return {
+        "STACK_VAR_DIR": str(layout.var),
+        "STACK_BROKER_URL": layout.broker_url,
+        **app_env(layout, _secret_key(layout)),
+    }
+
+
+def _secret_key(layout: Layout) -> str:
+    """Return the key generated into the var directory on the first run."""
+    path = layout.var / "secret_key"
+    if not path.exists():
+        layout.var.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _refuse_a_running_stack(layout: Layout) -> None:
+    for name, record in read_records(layout).items():
+        for pid in (record.get("wrapper"), record.get("child")):
+            if alive(pid):
+                raise StackError(
+                    f"a stack is already running from {layout.var} ({name}, pid {pid}); "
+                    f"stop it first (Ctrl-C in its terminal, or kill {pid})"
+                )
+    shutil.rmtree(layout.run_dir, ignore_errors=True)
+
+
+def _refuse_busy_ports(layout: Layout) -> None:
+    ports = {
+        "STACK_NGINX_PORT": layout.nginx_port,
+        "STACK_POSTGRES_PORT": layout.postgres_port,
+        "STACK_REPLICA_PORT": layout.replica_port,
+        "STACK_PGBOUNCER_PORT": layout.pgbouncer_port,
+        "STACK_PGBOUNCER_REPLICA_PORT": layout.pgbouncer_replica_port,
+        "STACK_REDIS_PORT": layout.redis_port,
+        "STACK_WORKER_METRICS_PORT": layout.worker_metrics_port,
+        **{f"STACK_WEB_PORTS ({port})": port for port in layout.web_ports},
+    }
+    if layout.own_broker:
+        ports["STACK_RABBITMQ_PORT"] = layout.rabbitmq_port
+    busy = [f"{name}={port}" for name, port in ports.items() if port_open("127.0.0.1", port)]
+    if busy:
+        raise StackError(f"ports already in use: {', '.join(busy)}; free them or move them")
+
+
+def _prepare(layout: Layout) -> None:
+    """Create the directories and configuration files every process expects."""
+    server_user = run_as()
+    layout.var.mkdir(parents=True, exist_ok=True)
+    # Servers running as other users (postgres, rabbitmq) must reach their directories.
+    layout.var.chmod(0o755)
+    layout.run_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("postgres", "replica"):
+        _owned_dir(layout.postgres_home(name), server_user)
+    for name, port in (
+        ("pgbouncer", layout.postgres_port),
+        ("pgbouncer-replica", layout.replica_port),
+    ):
+        _write_pgbouncer(layout, name, port, server_user)
+    layout.redis_home.mkdir(exist_ok=True)
+    if layout.own_broker:
+        _prepare_rabbitmq(layout)
+    for process in ("worker", *(f"web{i}" for i, _ in enumerate(layout.web_ports, 1))):
+        layout.metrics_dir(process).mkdir(parents=True, exist_ok=True)
+    _write_nginx(layout)
+
+
+def _owned_dir(path: Path, user: str | None) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    if user:
+        shutil.chown(path, user=user)
+
+
+def _write_pgbouncer(layout: Layout, name: str, server_port: int, user: str | None) -> None:
+    """Write the shipped PgBouncer config, pointed at this stack's server, into its home."""
+    home = layout.pgbouncer_home(name)
+    _owned_dir(home, user)
+    config = configparser.ConfigParser(interpolation=None, comment_prefixes=(";", "#"))
+    config.optionxform = str  # type: ignore[assignment,method-assign]
+    config.read(ROOT / "deploy" / "pgbouncer" / "pgbouncer.ini")
+    config["databases"] = {
+        "highscale": f"host=127.0.0.1 port={server_port} dbname=highscale",
+    }
+    port = layout.pgbouncer_port if name == "pgbouncer" else layout.pgbouncer_replica_port
+    config["pgbouncer"].update(
+        listen_addr="127.0.0.1",
+        listen_port=str(port),
+        unix_socket_dir=str(home),
+        # Loopback only, like the PostgreSQL servers behind it (initdb -A trust).
+        auth_type="trust",
+        auth_file=str(home / "userlist.txt"),
+        logfile="",
+        pidfile=str(home / "pgbouncer.pid"),
+    )
+    (home / "userlist.txt").write_text('"postgres" ""\n')
+    with open(home / "pgbouncer.ini", "w") as handle:
+        config.write(handle)
+    if user:
+        for path in home.iterdir():
+            shutil.chown(path, user=user)
+
+
+def _prepare_rabbitmq(layout: Layout) -> None:
+    home = layout.rabbitmq_home
+    home.mkdir(exist_ok=True)
+    (home / "enabled_plugins").write_text("[rabbitmq_management].\n")
+    management = layout.rabbitmq_port + 10000
+    (home / "rabbitmq.conf").write_text(
+        "loopback_users = none\nmanagement.tcp.ip = 127.0.0.1\n"
+        f"management.tcp.port = {management}\n"
+    )
+    # The system's cookie lets `rabbitmqctl -n <node>` talk to this node too.
+    system_cookie = Path("/var/lib/rabbitmq/.erlang.cookie")
+    with contextlib.suppress(OSError):
+        shutil.copyfile(system_cookie, home / ".erlang.cookie")
+        (home / ".erlang.cookie").chmod(0o400)
+    if os.geteuid() == 0 and Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
+        for path in (home, *home.rglob("*")):
+            with contextlib.suppress(LookupError, OSError):
+                shutil.chown(path, user="rabbitmq")
+
+
+def _write_nginx(layout: Layout) -> None:
+    """Write the shipped nginx config with this stack's ports into the nginx prefix."""
+    prefix = layout.nginx_prefix
+    for sub in ("logs", "temp", "cache", "static"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    text = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
+    text = text.replace("listen 127.0.0.1:8080", f"listen 127.0.0.1:{layout.nginx_port}")
+    servers = "".join(
+        f"        server 127.0.0.1:{port} max_fails=3 fail_timeout=5s;\n"
+        for port in layout.web_ports
+    )
+    shipped = (
+        "        server 127.0.0.1:8001 max_fails=3 fail_timeout=5s;\n"
+        "        server 127.0.0.1:8002 max_fails=3 fail_timeout=5s;\n"
+    )
+    if shipped not in text:
+        raise StackError("deploy/nginx/nginx.conf: the upstream servers are not where expected")
+    (prefix / "nginx.conf").write_text(text.replace(shipped, servers))
+
+
+def _announce(layout: Layout) -> None:
+    base = f"http://127.0.0.1:{layout.nginx_port}"
+    broker = layout.broker() if not layout.own_broker else "its own RabbitMQ node"
+    print(
+        f"make stack: {base} (nginx → gunicorn on {', '.join(map(str, layout.web_ports))}), "
+        f"broker: {broker}, data: {layout.var}. Ctrl-C stops everything.",
+        flush=True,
+    )
+
+
+def _sweep(layout: Layout) -> None:
+    """Kill anything of this run that outlived honcho (a supervisor killed by force)."""
+    for record in read_records(layout).values():
+        child, wrapper = record.get("child"), record.get("wrapper")
+        if alive(child) and child:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child, signal.SIGKILL)
+        if alive(wrapper) and wrapper:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(wrapper, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

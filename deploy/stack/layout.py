@@ -1,0 +1,210 @@
+"""Where the stack keeps its files and which ports it listens on (``STACK_*`` variables)."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The Debian package that provides each server binary the stack runs.
+PACKAGES = {
+    "initdb": "postgresql",
+    "postgres": "postgresql",
+    "pg_basebackup": "postgresql",
+    "pg_isready": "postgresql",
+    "pgbouncer": "pgbouncer",
+    "redis-server": "redis-server",
+    "rabbitmq-server": "rabbitmq-server",
+    "nginx": "nginx-light",
+}
+
+# Variable → default. Every port can be moved, e.g. to run a second stack beside the first.
+DEFAULTS = {
+    "STACK_VAR_DIR": str(ROOT / "var" / "stack"),
+    "STACK_NGINX_PORT": "8080",
+    "STACK_WEB_PORTS": "8001,8002",
+    "STACK_POSTGRES_PORT": "5442",
+    "STACK_REPLICA_PORT": "5443",
+    "STACK_PGBOUNCER_PORT": "6432",
+    "STACK_PGBOUNCER_REPLICA_PORT": "6433",
+    "STACK_REDIS_PORT": "6380",
+    "STACK_RABBITMQ_PORT": "5672",
+    "STACK_WORKER_METRICS_PORT": "9540",
+    "STACK_WORKER_CONCURRENCY": "2",
+    "STACK_POSTGRES_FSYNC": "on",
+}
+
+
+class StackError(RuntimeError):
+    """The stack cannot start; the message says what to do."""
+
+
+def _port(environ: Mapping[str, str], name: str) -> int:
+    raw = environ.get(name) or DEFAULTS[name]
+    try:
+        port = int(raw)
+    except ValueError:
+        raise StackError(f"{name}={raw!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise StackError(f"{name}={raw!r} is not a port number")
+    return port
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The stack's directories and ports, read from the environment."""
+
+    var: Path
+    nginx_port: int
+    web_ports: tuple[int, ...]
+    postgres_port: int
+    replica_port: int
+    pgbouncer_port: int
+    pgbouncer_replica_port: int
+    redis_port: int
+    rabbitmq_port: int
+    worker_metrics_port: int
+    worker_concurrency: int
+    postgres_fsync: bool
+    # An AMQP URL to use instead of a RabbitMQ of the stack's own.
+    broker_url: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Layout:
+        """Read the layout from ``STACK_*`` variables, defaults for those unset."""
+        raw_web = environ.get("STACK_WEB_PORTS") or DEFAULTS["STACK_WEB_PORTS"]
+        web_ports = tuple(
+            _port({"STACK_WEB_PORTS": part.strip()}, "STACK_WEB_PORTS")
+            for part in raw_web.split(",")
+            if part.strip()
+        )
+        if not web_ports:
+            raise StackError("STACK_WEB_PORTS needs at least one port")
+        concurrency = environ.get("STACK_WORKER_CONCURRENCY") or "2"
+        if not concurrency.isdigit() or int(concurrency) < 1:
+            raise StackError(f"STACK_WORKER_CONCURRENCY={concurrency!r} is not a positive number")
+        fsync = (environ.get("STACK_POSTGRES_FSYNC") or "on").lower()
+        if fsync not in ("on", "off"):
+            raise StackError(f"STACK_POSTGRES_FSYNC={fsync!r}: use on or off")
+        return cls(
+            var=Path(environ.get("STACK_VAR_DIR") or DEFAULTS["STACK_VAR_DIR"]).resolve(),
+            nginx_port=_port(environ, "STACK_NGINX_PORT"),
+            web_ports=web_ports,
+            postgres_port=_port(environ, "STACK_POSTGRES_PORT"),
+            replica_port=_port(environ, "STACK_REPLICA_PORT"),
+            pgbouncer_port=_port(environ, "STACK_PGBOUNCER_PORT"),
+            pgbouncer_replica_port=_port(environ, "STACK_PGBOUNCER_REPLICA_PORT"),
+            redis_port=_port(environ, "STACK_REDIS_PORT"),
+            rabbitmq_port=_port(environ, "STACK_RABBITMQ_PORT"),
+            worker_metrics_port=_port(environ, "STACK_WORKER_METRICS_PORT"),
+            worker_concurrency=int(concurrency),
+            postgres_fsync=fsync == "on",
+            broker_url=environ.get("STACK_BROKER_URL", ""),
+        )
+
+    # --- directories ------------------------------------------------------------------
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid records of the running processes (see supervise.py)."""
+        return self.var / "run"
+
+    @property
+    def released(self) -> Path:
+        """Marker written once migrate and friends have run in this start."""
+        return self.run_dir / "released"
+
+    @property
+    def nginx_prefix(self) -> Path:
+        return self.var / "nginx"
+
+    @property
+    def static_root(self) -> Path:
+        """collectstatic's output, served by nginx as ``/static/``."""
+        return self.nginx_prefix / "static"
+
+    def postgres_home(self, name: str) -> Path:
+        return self.var / name
+
+    def pgbouncer_home(self, name: str) -> Path:
+        return self.var / name
+
+    @property
+    def redis_home(self) -> Path:
+        return self.var / "redis"
+
+    @property
+    def rabbitmq_home(self) -> Path:
+        return self.var / "rabbitmq"
+
+    def metrics_dir(self, name: str) -> Path:
+        """One Prometheus multiprocess directory per server (never shared)."""
+        return self.var / "prometheus" / name
+
+    # --- URLs -------------------------------------------------------------------------
+
+    @property
+    def own_broker(self) -> bool:
+        """Whether the stack runs its own RabbitMQ node (the launcher decided: none given)."""
+        return not self.broker_url
+
+    def database_url(self, port: int) -> str:
+        return f"postgres://postgres@127.0.0.1:{port}/highscale"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def broker(self) -> str:
+        return self.broker_url or f"amqp://guest:guest@127.0.0.1:{self.rabbitmq_port}//"
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Return whether something accepts TCP connections on host:port."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def find_binary(name: str) -> str:
+    """Return the path of a server binary, or say which Debian package provides it."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found:
+        return found
+    for candidate in sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True):
+        return candidate
+    package = PACKAGES.get(name, name)
+    raise StackError(
+        f"{name} is not installed; it comes with the Debian package {package}: "
+        f"sudo apt-get install {package}"
+    )
+
+
+def postgres_bin(name: str) -> str:
+    """Return a PostgreSQL program from the same installation as ``initdb``."""
+    return str(Path(find_binary("initdb")).resolve().parent / name)
+
+
+def venv_bin(name: str) -> str:
+    """Return a program installed next to the running Python (the project's venv)."""
+    return str(Path(sys.executable).parent / name)
+
+
+def run_as() -> str | None:
+    """Return the user the data servers run as: ``postgres`` when we are root, else us."""
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def run(command: list[str], **options: Any) -> subprocess.CompletedProcess[bytes]:
+    """Run one of the stack's own fixed commands (paths from find_binary, no shell)."""
+    return subprocess.run(command, **options)  # noqa: S603 -- fixed argument lists, no shell

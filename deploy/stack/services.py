@@ -1,0 +1,302 @@
+"""The processes of the stack: what each runs, what it waits for, and when it stops.
+
+Tiers order the shutdown: every process stops only after all processes of lower tiers
+have exited, so nginx stops taking requests first, then gunicorn drains and the Celery
+workers finish their tasks, then the poolers, and the databases, Redis and RabbitMQ last.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from deploy.stack.layout import (
+    ROOT,
+    Layout,
+    find_binary,
+    port_open,
+    postgres_bin,
+    run,
+    run_as,
+    venv_bin,
+)
+
+# (what is awaited, the check) — a process starts once every check of its list passes.
+Check = tuple[str, Callable[[], bool]]
+
+NGINX_TIER, APP_TIER, POOLER_TIER, STORE_TIER, PRIMARY_TIER = range(5)
+
+
+@dataclass(frozen=True)
+class Service:
+    """One long-running process of the stack."""
+
+    name: str
+    tier: int
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+    stop_signal: int = signal.SIGTERM
+    # Signal the whole process group (a wrapper script that forks the real server).
+    signal_group: bool = False
+    stop_timeout: float = 30.0
+    waits_for: tuple[Check, ...] = ()
+    prepare: Callable[[], None] | None = None
+    # Start again when it exits on its own (a web instance told to stop by an operator).
+    restart: bool = False
+
+
+def app_env(layout: Layout, secret_key: str) -> dict[str, str]:
+    """Return the environment of the Django processes (the contract's variables)."""
+    origins = f"http://127.0.0.1:{layout.nginx_port},http://localhost:{layout.nginx_port}"
+    given = os.environ
+    return {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": given.get("DJANGO_SECRET_KEY") or secret_key,
+        "DJANGO_ALLOWED_HOSTS": given.get("DJANGO_ALLOWED_HOSTS") or "127.0.0.1,localhost",
+        "DJANGO_CSRF_TRUSTED_ORIGINS": given.get("DJANGO_CSRF_TRUSTED_ORIGINS") or origins,
+        # Plain HTTP on loopback: secure-only cookies would never come back.
+        "DJANGO_SESSION_COOKIE_SECURE": given.get("DJANGO_SESSION_COOKIE_SECURE") or "false",
+        "DJANGO_CSRF_COOKIE_SECURE": given.get("DJANGO_CSRF_COOKIE_SECURE") or "false",
+        "DJANGO_STATIC_ROOT": str(layout.static_root),
+        "DATABASE_URL": layout.database_url(layout.pgbouncer_port),
+        "DATABASE_REPLICA_URLS": layout.database_url(layout.pgbouncer_replica_port),
+        "REDIS_URL": layout.redis_url,
+        "CELERY_BROKER_URL": layout.broker(),
+        # Only nginx may tell the app who the client is.
+        "RATELIMIT_TRUSTED_PROXIES": "127.0.0.1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def services(layout: Layout) -> list[Service]:
+    """Return every process of the stack for ``layout``."""
+    found = [
+        _postgres(layout, "postgres", layout.postgres_port, PRIMARY_TIER),
+        _postgres(layout, "replica", layout.replica_port, STORE_TIER),
+        _pgbouncer(layout, "pgbouncer", layout.postgres_port),
+        _pgbouncer(layout, "pgbouncer-replica", layout.replica_port),
+        _redis(layout),
+    ]
+    if layout.own_broker:
+        found.append(_rabbitmq(layout))
+    found += [_web(layout, index, port) for index, port in enumerate(layout.web_ports, 1)]
+    found += [_worker(layout), _beat(layout), _nginx(layout)]
+    return found
+
+
+# --- checks -----------------------------------------------------------------------------
+
+
+def _pg_ready(port: int) -> Check:
+    def ready() -> bool:
+        command = [postgres_bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
+        command += ["-U", "postgres", "-d", "postgres"]
+        return run(command, check=False).returncode == 0
+
+    return (f"PostgreSQL on port {port}", ready)
+
+
+def _port(what: str, port: int) -> Check:
+    return (f"{what} on port {port}", lambda: port_open("127.0.0.1", port))
+
+
+def _released(layout: Layout) -> Check:
+    return ("migrations and static files (web1)", layout.released.exists)
+
+
+def _broker(layout: Layout) -> Check:
+    url = urlsplit(layout.broker())
+    host, port = url.hostname or "127.0.0.1", url.port or 5672
+    return (f"RabbitMQ on {host}:{port}", lambda: port_open(host, port))
+
+
+# --- data services ----------------------------------------------------------------------
+
+
+def _postgres(layout: Layout, name: str, port: int, tier: int) -> Service:
+    home = layout.postgres_home(name)
+    data = home / "data"
+    settings = {
+        "listen_addresses": "127.0.0.1",
+        "port": str(port),
+        "unix_socket_directories": str(home),
+        "wal_level": "replica",
+        "max_wal_senders": "10",
+        "hot_standby": "on",
+        "max_connections": "200",
+    }
+    if not layout.postgres_fsync:
+        settings.update(fsync="off", full_page_writes="off", synchronous_commit="off")
+    command = [postgres_bin("postgres"), "-D", str(data)]
+    for key, value in settings.items():
+        command += ["-c", f"{key}={value}"]
+    if name == "postgres":
+        waits: tuple[Check, ...] = ()
+        prepare = _initdb(data)
+    else:
+        waits = (_pg_ready(layout.postgres_port),)
+        prepare = _basebackup(layout, data)
+    return Service(
+        name, tier, command, user=run_as(), stop_signal=signal.SIGINT,
+        stop_timeout=60, waits_for=waits, prepare=prepare,
+    )  # fmt: skip
+
+
+def _initdb(data: Path) -> Callable[[], None]:
+    def initdb() -> None:
+        if (data / "PG_VERSION").exists():
+            print(f"reusing {data}", flush=True)
+            return
+        print(f"first run: initdb {data}", flush=True)
+        command = [find_binary("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
+        run([*command, "-E", "UTF8", "--no-sync"], check=True, user=run_as())
+
+    return initdb
+
+
+def _basebackup(layout: Layout, data: Path) -> Callable[[], None]:
+    def basebackup() -> None:
+        if (data / "PG_VERSION").exists():
+            print(f"reusing {data}", flush=True)
+            return
+        print(f"first run: pg_basebackup -R into {data}", flush=True)
+        source = ["-h", "127.0.0.1", "-p", str(layout.postgres_port), "-U", "postgres"]
+        command = [postgres_bin("pg_basebackup"), *source, "-D", str(data)]
+        run([*command, "-R", "-X", "stream", "-c", "fast"], check=True, user=run_as())
+
+    return basebackup
+
+
+def _pgbouncer(layout: Layout, name: str, server_port: int) -> Service:
+    ini = layout.pgbouncer_home(name) / "pgbouncer.ini"
+    return Service(
+        name, POOLER_TIER, [find_binary("pgbouncer"), str(ini)], user=run_as(),
+        stop_signal=signal.SIGINT, waits_for=(_pg_ready(server_port),),
+    )  # fmt: skip
+
+
+def _redis(layout: Layout) -> Service:
+    command = [
+        find_binary("redis-server"), "--bind", "127.0.0.1", "--port", str(layout.redis_port),
+        "--dir", str(layout.redis_home), "--save", "60 1000 300 10", "--appendonly", "no",
+    ]  # fmt: skip
+    return Service("redis", STORE_TIER, command)
+
+
+def _rabbitmq(layout: Layout) -> Service:
+    home = layout.rabbitmq_home
+    # Debian's /usr/sbin wrapper re-launches itself through `su` in a session of its own,
+    # which would escape the stop; the real script runs as `rabbitmq` instead.
+    real = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+    binary = str(real) if real.exists() else find_binary("rabbitmq-server")
+    env = {
+        "RABBITMQ_NODENAME": f"highscale-stack-{layout.rabbitmq_port}@localhost",
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_NODE_PORT": str(layout.rabbitmq_port),
+        "RABBITMQ_DIST_PORT": str(layout.rabbitmq_port + 20000),
+        "RABBITMQ_MNESIA_BASE": str(home / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(home / "log"),
+        "RABBITMQ_LOGS": "-",
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
+        "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq"),
+        "RABBITMQ_PID_FILE": str(home / "rabbitmq.pid"),
+        "ERL_CRASH_DUMP": str(home / "erl_crash.dump"),
+        "HOME": str(home),
+    }
+    user = "rabbitmq" if os.geteuid() == 0 and real.exists() else None
+    return Service(
+        "rabbitmq", STORE_TIER, [binary], env=env, user=user, signal_group=True, stop_timeout=45
+    )
+
+
+# --- the application --------------------------------------------------------------------
+
+
+def _python() -> str:
+    return sys.executable
+
+
+def _web(layout: Layout, index: int, port: int) -> Service:
+    name = f"web{index}"
+    command = [
+        venv_bin("gunicorn"), "--config", str(ROOT / "deploy" / "gunicorn.conf.py"),
+        "--bind", f"127.0.0.1:{port}", "--pid", str(layout.run_dir / f"{name}.pid"),
+        "--control-socket", str(layout.run_dir / f"{name}.ctl"),
+        "config.wsgi",
+    ]  # fmt: skip
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(layout.metrics_dir(name))}
+    if os.environ.get("STACK_WEB_CONCURRENCY"):
+        env["WEB_CONCURRENCY"] = os.environ["STACK_WEB_CONCURRENCY"]
+    waits: tuple[Check, ...]
+    if index == 1:
+        # Not the replica: reads go to the primary until it is up.
+        waits = (
+            _pg_ready(layout.postgres_port),
+            _port("PgBouncer", layout.pgbouncer_port),
+            _port("Redis", layout.redis_port),
+            _broker(layout),
+        )
+        prepare: Callable[[], None] | None = _release(layout)
+    else:
+        waits, prepare = (_released(layout),), None
+    # gunicorn's own graceful_timeout (25 s) bounds the drain; this is the backstop.
+    return Service(
+        name, APP_TIER, command, env=env, stop_timeout=40, waits_for=waits, prepare=prepare,
+        restart=True,
+    )  # fmt: skip
+
+
+def _release(layout: Layout) -> Callable[[], None]:
+    """Return the one-off step run before the app starts (see deploy/stack/release.py)."""
+
+    def release() -> None:
+        env = {**os.environ, "DATABASE_URL": layout.database_url(layout.postgres_port)}
+        env.pop("DATABASE_REPLICA_URLS", None)
+        run([_python(), "-m", "deploy.stack.release"], check=True, env=env, cwd=ROOT)
+        base = f"http://127.0.0.1:{layout.nginx_port}"
+        print(f"admin: {base}/admin/ (admin / admin), API docs: {base}/api/docs/", flush=True)
+        layout.released.touch()
+
+    return release
+
+
+def _worker(layout: Layout) -> Service:
+    command = [
+        venv_bin("celery"), "--app", "config", "worker", "--loglevel", "INFO",
+        "--concurrency", str(layout.worker_concurrency), "--hostname", "stack-worker@%h",
+    ]  # fmt: skip
+    env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(layout.metrics_dir("worker")),
+        "CELERY_METRICS_PORT": str(layout.worker_metrics_port),
+    }
+    # SIGTERM to the main process only: a warm shutdown, where the pool finishes its
+    # tasks (a task cut short is redelivered: acks_late, reject_on_worker_lost).
+    return Service(
+        "worker", APP_TIER, command, env=env, stop_timeout=60, waits_for=(_released(layout),)
+    )
+
+
+def _beat(layout: Layout) -> Service:
+    command = [
+        venv_bin("celery"), "--app", "config", "beat", "--loglevel", "INFO",
+        "--schedule", str(layout.var / "celerybeat-schedule"), "--pidfile", "",
+    ]  # fmt: skip
+    return Service("beat", APP_TIER, command, waits_for=(_released(layout),))
+
+
+def _nginx(layout: Layout) -> Service:
+    prefix = layout.nginx_prefix
+    command = [
+        find_binary("nginx"), "-p", f"{prefix}/", "-c", str(prefix / "nginx.conf"),
+        "-g", "daemon off; error_log stderr warn;",
+    ]  # fmt: skip
+    waits = (_released(layout), *(_port("gunicorn", port) for port in layout.web_ports))
+    # SIGQUIT: a graceful shutdown that answers the requests already received.
+    return Service("nginx", NGINX_TIER, command, stop_signal=signal.SIGQUIT, waits_for=waits)
