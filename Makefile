@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help install run test lint format bench stack loadtest clean
+.PHONY: help install run test lint format bench stack loadtest find-capacity dr-drill clean
 
 help:
 	@echo "make run       serve the app on http://$(HOST):$(PORT) (embedded SQLite unless DATABASE_URL is set)"
@@ -15,6 +15,8 @@ help:
 	@echo "make lint      ruff (lint + format check) and mypy"
 	@echo "make bench     throughput ratios against a bare WSGI floor"
 	@echo "make loadtest  k6 against BASE_URL (default the stack, http://127.0.0.1:8080)"
+	@echo "make find-capacity  k6 steps up the request rate until p95/failure thresholds break"
+	@echo "make dr-drill  restore + replica promotion on private PostgreSQL under var/dr; RPO/RTO"
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +58,21 @@ SCENARIO ?= mixed
 loadtest: install
 	@mkdir -p var/loadtest
 	BASE_URL=$${BASE_URL:-http://127.0.0.1:8080} $(BIN)/k6 run loadtests/k6/$(SCENARIO).js
+
+# Steps the request rate up (START_RPS, STEP_RPS, STEPS, STEP_SECONDS: find_capacity.js)
+# until a threshold breaks; k6 exits 99 then, which is the search ending, not a failure.
+# Writes var/loadtest/capacity.json for `manage.py capacity_plan --from-k6`.
+find-capacity: install
+	@mkdir -p var/loadtest
+	BASE_URL=$${BASE_URL:-http://127.0.0.1:8080} $(BIN)/k6 run loadtests/k6/find_capacity.js; \
+	  status=$$?; [ $$status -eq 0 ] || [ $$status -eq 99 ] || exit $$status
+	@grep -q '"found": true' $${CAPACITY_JSON:-var/loadtest/capacity.json} || \
+	  { echo "find-capacity: no step held the thresholds (see above)" >&2; exit 1; }
+
+# Its own PostgreSQL primary + replica under var/dr (never the stack's data): restore from
+# base backup + archived WAL, then replica promotion, each while orders are written.
+dr-drill: install
+	$(BIN)/python -m deploy.dr.drill $(DR_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import global_settings
+from django.core.management import call_command
 
+from apps.observability.capacity import k6_summary_rps
 from apps.orders.demo_data import demo_data_seed
 from tests import events_worker
 from tests.events_worker import Worker
@@ -168,3 +173,76 @@ def test_a_broken_threshold_makes_k6_exit_non_zero(app_server: str, tmp_path: Pa
     assert summary["metrics"]["http_req_duration"]["thresholds"] == {"p(95)<0.001": {"ok": False}}
     assert metric(summary, "checks")["fails"] == 0
     assert "threshold http_req_duration p(95)<0.001: FAILED" in result.stdout
+
+
+def run_find_capacity(base_url: str, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run find_capacity.js with tiny steps; return k6's completed process."""
+    settings = {
+        "BASE_URL": base_url,
+        "START_RPS": "4",
+        "STEP_RPS": "4",
+        "STEPS": "3",
+        "STEP_SECONDS": "2",
+        "RAMP_SECONDS": "1",
+        "MAX_VUS": "20",
+        "DEMO_USERS": str(DEMO_USERS),
+        # Steps this short plan a few dozen requests; one landing in the next step's
+        # second must not count as a step that could not keep up.
+        "MIN_ACHIEVED": "0.5",
+        "CAPACITY_JSON": str(out / "capacity.json"),
+        "SUMMARY_JSON": str(out / "find_capacity_summary.json"),
+        **env,
+    }
+    return subprocess.run(
+        [str(K6), "run", "--quiet", "--no-color", "loadtests/k6/find_capacity.js"],
+        cwd=ROOT,
+        env={**os.environ, **settings},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_find_capacity_reports_the_highest_step_that_held_for_capacity_plan(
+    app_server: str, tmp_path: Path
+) -> None:
+    # p95 lifted: every step holds, so the answer is the last step's achieved rate.
+    result = run_find_capacity(app_server, tmp_path, P95_MS="60000")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    capacity = json.loads((tmp_path / "capacity.json").read_text())
+    assert capacity["found"] is True
+    assert [step["target_rps"] for step in capacity["steps"]] == [4, 8, 12]
+    assert all(step["held"] for step in capacity["steps"])
+    assert all(step["failed_rate"] == 0 for step in capacity["steps"])
+    assert capacity["highest_sustained_target_rps"] == 12
+    assert capacity["broke_at_target_rps"] is None
+    sustained = capacity["highest_sustained_rps"]
+    assert sustained == capacity["steps"][-1]["achieved_rps"]
+    assert sustained > 0
+    assert f"highest sustained: {sustained} RPS (step 3, target 12 RPS)" in result.stdout
+    # capacity_plan --from-k6 reads the figure as the per-pod RPS.
+    assert k6_summary_rps(tmp_path / "capacity.json") == Decimal(str(sustained))
+    out = io.StringIO()
+    call_command(
+        "capacity_plan", "--peak-rps", "10", "--growth", "2", "--safety", "1.5",
+        "--from-k6", str(tmp_path / "capacity.json"), stdout=out,
+    )  # fmt: skip
+    assert f"measured by k6 in {tmp_path / 'capacity.json'}" in out.getvalue()
+    assert f"Pods needed: {math.ceil(30 / Decimal(str(sustained)))}\n" in out.getvalue()
+
+
+def test_find_capacity_stops_at_the_first_step_that_breaks_a_threshold(
+    app_server: str, tmp_path: Path
+) -> None:
+    # No request answers within a microsecond: the first step breaks and aborts the run.
+    result = run_find_capacity(app_server, tmp_path, P95_MS="0.001", STEPS="5", ORDER_SHARE="0")
+
+    assert result.returncode == 99, result.stdout + result.stderr
+    capacity = json.loads((tmp_path / "capacity.json").read_text())
+    assert capacity["found"] is False
+    assert capacity["highest_sustained_rps"] == 0
+    assert capacity["broke_at_target_rps"] == 4
+    assert capacity["broke_because"].startswith("p95 ")
+    assert len(capacity["steps"]) == 1  # aborted: the later steps never ran
+    assert "highest sustained: none" in result.stdout
