@@ -112,7 +112,7 @@ if DATABASE_URL:
 else:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": "django_prometheus.db.backends.sqlite3",
             "NAME": env_str("SQLITE_PATH", str(VAR_DIR / "highscale.sqlite3")),
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
         }
@@ -139,7 +139,7 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "hs",
             "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "CLIENT_CLASS": "apps.observability.cache_metrics.RedisClient",
                 "PARSER_CLASS": "redis.connection._HiredisParser",
                 # A cache that hangs is worse than a miss: fail fast and fall through.
                 "SOCKET_CONNECT_TIMEOUT": 0.1,
@@ -151,7 +151,7 @@ if REDIS_URL:
 else:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "BACKEND": "apps.observability.cache_metrics.LocMemCache",
             "LOCATION": "highscale",
         }
     }
@@ -336,12 +336,18 @@ EVENTS_RETRY_BACKOFF_MAX_SECONDS = env_int("EVENTS_RETRY_BACKOFF_MAX_SECONDS", 6
 EVENTS_MAX_DELIVERIES = env_int("EVENTS_MAX_DELIVERIES", 5, minimum=1)
 # Prefix of every queue and exchange, so two deployments (or test runs) can share a broker.
 EVENTS_QUEUE_PREFIX = env_str("EVENTS_QUEUE_PREFIX", "highscale")
+# Celery closes the database connection before and after every task unless this is set,
+# so each task paid for a new PostgreSQL backend; config/celery.py closes only broken or
+# CONN_MAX_AGE-expired connections around each task instead, as Django does per request.
+CELERY_DB_REUSE_MAX = 1_000_000
 # Logs keep Django's format (with the request id) in the worker too.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Dead-letter undecodable messages instead of Celery's default of acking (dropping) them.
 CELERY_WORKER_CONSUMER = "apps.core.consumers:DeadLetteringConsumer"
 # Periodic work for `celery beat`: publish outbox events left behind, collect dead letters.
-OUTBOX_SWEEP_SECONDS = env_int("OUTBOX_SWEEP_SECONDS", 10, minimum=1)
+# Short, because the sweep is the safety net for events a process held in its relay's
+# memory when it died (the partial index keeps an empty sweep one cheap query).
+OUTBOX_SWEEP_SECONDS = env_int("OUTBOX_SWEEP_SECONDS", 5, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {"task": "core.outbox_sweep", "schedule": float(OUTBOX_SWEEP_SECONDS)},
     "dead-letter-drain": {"task": "core.dead_letters_drain", "schedule": 30.0},

@@ -18,7 +18,8 @@ from celery import Task
 from celery.worker.consumer import Consumer
 from celery.worker.request import Request
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
+from django.utils import timezone
 from kombu.message import Message
 
 from apps.core.correlation import CORRELATION_HEADER
@@ -116,14 +117,34 @@ def consume_once(*, event_id: str | UUID, consumer: str) -> Iterator[bool]:
     redelivery waits on the mark's unique index and then sees it.
     """
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                ProcessedEvent.objects.create(event_id=event_id, consumer=consumer)
-        except IntegrityError:
+        if not _mark_processed(event_id=event_id, consumer=consumer):
             logger.info("%s: event %s already processed; skipping", consumer, event_id)
             yield False
             return
         yield True
+
+
+def _mark_processed(*, event_id: str | UUID, consumer: str) -> bool:
+    """Insert the processed mark; return False when it exists (one statement, no savepoint)."""
+    table = ProcessedEvent._meta.db_table
+    conn = transaction.get_connection()
+    with conn.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {conn.ops.quote_name(table)} (event_id, consumer, processed_at) "  # noqa: S608 -- the table name is the model's
+            "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING id",
+            [
+                _uuid_value(event_id, conn.vendor),
+                consumer,
+                conn.ops.adapt_datetimefield_value(timezone.now()),
+            ],
+        )
+        return cursor.fetchone() is not None
+
+
+def _uuid_value(event_id: str | UUID, vendor: str) -> UUID | str:
+    value = event_id if isinstance(event_id, UUID) else UUID(str(event_id))
+    # SQLite keeps a UUIDField as 32 hex characters.
+    return value.hex if vendor != "postgresql" else value
 
 
 class DeadLetteringConsumer(Consumer):

@@ -2,10 +2,10 @@
 
 Semantics (the contract's): the same key with the same body replays the first
 response; with another body it is refused (422); while the first request is still in
-flight a second one is refused (409) instead of waiting. The claim is committed in its
-own short transaction before the work starts, which is what lets a concurrent request
-see it; the work and the stored response commit together, so a stored response always
-describes a committed effect.
+flight a second one is refused (409) instead of waiting. Claim, work and stored
+response share one transaction: the claim is a non-blocking transaction-scoped lock on
+the key, so a concurrent request sees it at once, and a stored response always
+describes a committed effect. A request that dies mid-flight leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from apps.core.errors import Conflict, InvalidInput, Unprocessable
@@ -69,77 +69,86 @@ def run_idempotent(
 ) -> IdempotentResult:
     """Run ``action`` once for (owner, scope, key), or replay what it returned before.
 
-    ``action`` returns ``(status, body)`` and runs inside the transaction that also
-    stores that response. If it raises, the claim is released so the key can be used
-    again: nothing was committed.
+    ``action`` returns ``(status, body)`` and runs inside the one transaction that also
+    claims the key and stores that response. If it raises, nothing commits, so the key
+    is free again at once.
     """
-    claimed = _claim(owner_id=owner_id, scope=scope, key=key, fingerprint=fingerprint)
-    if isinstance(claimed, IdempotentResult):
-        return claimed
-    record = claimed
-    try:
-        with transaction.atomic():
-            status, body = action()
-            IdempotencyRecord.objects.filter(pk=record.pk).update(
+    with transaction.atomic():
+        claimed = _claim(owner_id=owner_id, scope=scope, key=key, fingerprint=fingerprint)
+        if isinstance(claimed, IdempotentResult):
+            return claimed
+        status, body = action()
+        if claimed is None:
+            IdempotencyRecord.objects.create(
+                owner_id=owner_id,
+                scope=scope,
+                key=key,
+                request_hash=fingerprint,
+                state=IdempotencyRecord.State.COMPLETED,
+                response_status=status,
+                response_body=body,
+                lease_expires_at=timezone.now() + _lease(),
+            )
+        else:
+            IdempotencyRecord.objects.filter(pk=claimed.pk).update(
                 state=IdempotencyRecord.State.COMPLETED,
                 response_status=status,
                 response_body=body,
             )
-    except BaseException:
-        IdempotencyRecord.objects.filter(
-            pk=record.pk, state=IdempotencyRecord.State.IN_FLIGHT
-        ).delete()
-        raise
     return IdempotentResult(status=status, body=body, replayed=False)
 
 
 def _claim(
     *, owner_id: int, scope: str, key: str, fingerprint: str
-) -> IdempotencyRecord | IdempotentResult:
-    """Claim the key for this request, or return the stored response to replay."""
-    lease = timedelta(seconds=settings.IDEMPOTENCY_LEASE_SECONDS)
-    # A record deleted by a failed first request between our insert and our read makes
-    # the insert worth one more try; more than a few rounds means heavy contention.
-    for _ in range(3):
-        now = timezone.now()
-        try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(
-                    owner_id=owner_id,
-                    scope=scope,
-                    key=key,
-                    request_hash=fingerprint,
-                    lease_expires_at=now + lease,
-                )
-        except IntegrityError:
-            existing = IdempotencyRecord.objects.filter(
-                owner_id=owner_id, scope=scope, key=key
-            ).first()
-            if existing is None:
-                continue
-            if existing.request_hash != fingerprint:
-                raise Unprocessable(
-                    f"This {IDEMPOTENCY_HEADER} was already used with a different request body."
-                ) from None
-            if existing.state == IdempotencyRecord.State.COMPLETED:
-                return IdempotentResult(
-                    status=existing.response_status or 200,
-                    body=existing.response_body,
-                    replayed=True,
-                )
-            if existing.lease_expires_at <= now and _take_over(existing, now + lease):
-                return existing
-            raise Conflict() from None
-        else:
-            return record
-    raise Conflict()
+) -> IdempotencyRecord | IdempotentResult | None:
+    """Claim the key inside the current transaction.
+
+    Return the stored response to replay, an expired in-flight record to complete (left
+    by a request that died under an older, two-transaction version of this module), or
+    None when the key is new. Raise Conflict while another request holds the key.
+    """
+    if not _try_lock(owner_id=owner_id, scope=scope, key=key):
+        # Another transaction holds the key right now: refuse instead of waiting on it.
+        raise Conflict()
+    # Read after the lock: whoever held it before has committed or rolled back by now.
+    existing = IdempotencyRecord.objects.filter(owner_id=owner_id, scope=scope, key=key).first()
+    if existing is None:
+        return None
+    if existing.request_hash != fingerprint:
+        raise Unprocessable(
+            f"This {IDEMPOTENCY_HEADER} was already used with a different request body."
+        )
+    if existing.state == IdempotencyRecord.State.COMPLETED:
+        return IdempotentResult(
+            status=existing.response_status or 200,
+            body=existing.response_body,
+            replayed=True,
+        )
+    if existing.lease_expires_at > timezone.now():
+        raise Conflict()
+    IdempotencyRecord.objects.filter(pk=existing.pk).update(
+        lease_expires_at=timezone.now() + _lease()
+    )
+    return existing
 
 
-def _take_over(record: IdempotencyRecord, lease_until: datetime) -> bool:
-    """Take over the expired lease of a request that never finished."""
-    taken = IdempotencyRecord.objects.filter(
-        pk=record.pk,
-        state=IdempotencyRecord.State.IN_FLIGHT,
-        lease_expires_at=record.lease_expires_at,
-    ).update(lease_expires_at=lease_until)
-    return taken == 1
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.IDEMPOTENCY_LEASE_SECONDS)
+
+
+def _try_lock(*, owner_id: int, scope: str, key: str) -> bool:
+    """Take a transaction-scoped lock on the key without waiting; return whether it was free.
+
+    On PostgreSQL an advisory lock on a 64-bit hash of the key (two keys sharing a hash
+    at the same moment would see a spurious 409, odds about 2**-64). SQLite runs one
+    write transaction at a time (``BEGIN IMMEDIATE``), so the key is already ours there.
+    """
+    conn = transaction.get_connection()
+    if conn.vendor != "postgresql":
+        return True
+    digest = hashlib.blake2b(f"{owner_id}:{scope}:{key}".encode(), digest_size=8).digest()
+    lock_id = int.from_bytes(digest, "big", signed=True)
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id])
+        row = cursor.fetchone()
+    return bool(row and row[0])

@@ -8,14 +8,15 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django_prometheus.models import ExportModelOperationsMixin
 
 
 class IdempotencyRecord(models.Model):
     """The first outcome of a request made with an ``Idempotency-Key``.
 
-    One row per (owner, scope, key). While the first request runs the row is
-    ``in_flight`` with a lease; a request that crashed leaves a lease that expires, so
-    the key can be retried instead of being stuck forever.
+    One row per (owner, scope, key), written ``completed`` in the transaction of the
+    work it describes. ``in_flight`` rows with a lease come from the older claim in a
+    transaction of its own; one whose lease expired is taken over, never stuck forever.
     """
 
     class State(models.TextChoices):
@@ -43,7 +44,7 @@ class IdempotencyRecord(models.Model):
         return f"{self.scope}:{self.key} ({self.state})"
 
 
-class OutboxEvent(models.Model):
+class OutboxEvent(ExportModelOperationsMixin("outboxevent"), models.Model):  # type: ignore[misc]  # untyped mixin factory
     """An event written in the transaction that caused it, published after it commits.
 
     ``sent_at`` stays empty until the relay has handed the event to the broker (with
@@ -54,6 +55,9 @@ class OutboxEvent(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     event_type = models.CharField(max_length=64)
     correlation_id = models.CharField(max_length=128, blank=True)
+    # The W3C ``traceparent`` of the span that wrote the event, so its consumers' spans
+    # join that trace even when the periodic sweep publishes it later.
+    traceparent = models.CharField(max_length=128, blank=True, default="")
     payload = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -91,7 +95,7 @@ class ProcessedEvent(models.Model):
         return f"{self.consumer} {self.event_id}"
 
 
-class DeadLetter(models.Model):
+class DeadLetter(ExportModelOperationsMixin("deadletter"), models.Model):  # type: ignore[misc]  # untyped mixin factory
     """A message that exhausted its retries, failed for good or could not be decoded."""
 
     class Status(models.TextChoices):

@@ -1,15 +1,21 @@
 """The transactional outbox: write events with the data that caused them, publish after commit.
 
 ``outbox_write`` must run inside the caller's transaction; the event row commits or rolls
-back with it. On commit the relay publishes it at once; whatever is left behind (broker
-down, process killed between commit and publish) is published by ``outbox_sweep``,
-which Celery beat runs every ``OUTBOX_SWEEP_SECONDS``. Publishing is at least once;
-consumers make it exactly once in effect with a processed-event record.
+back with it. On commit the event's id goes to this process's relay thread, which
+publishes it with publisher confirms and marks it sent, so the request never waits on
+the broker; whatever is left behind (broker down, process killed between commit and
+publish) is published by ``outbox_sweep``, which Celery beat runs every
+``OUTBOX_SWEEP_SECONDS``. Publishing is at least once; consumers make it exactly once in
+effect with a processed-event record. Without a broker (eager tasks) the consumers run
+in-process right after the commit instead.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
@@ -18,9 +24,12 @@ from uuid import UUID
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from kombu import Producer
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
 
 from apps.core.correlation import CORRELATION_HEADER
 from apps.core.models import OutboxEvent
@@ -29,16 +38,26 @@ from apps.core.request_context import current_request_id
 logger = logging.getLogger(__name__)
 
 SWEEP_BATCH_SIZE = 500
+# Events the relay publishes per transaction and per wait for the broker's confirms.
+RELAY_BATCH_SIZE = 200
+# Events a relay holds at most; beyond that it leaves new ones to the sweep.
+RELAY_MAX_PENDING = 10_000
+# The relay closes its database connection after this long without events.
+RELAY_IDLE_SECONDS = 0.5
+# How long a batch waits for RabbitMQ's publisher confirms before it counts as failed.
+CONFIRM_TIMEOUT_SECONDS = 10.0
 
-# Monotonic time before which requests do not try the broker again after a failure.
+# Monotonic time before which nothing here tries the broker again after a failure.
 _publish_paused_until = 0.0
 
 
 def outbox_write(*, event_type: str, payload: Mapping[str, Any]) -> OutboxEvent:
     """Record an event in the current transaction and publish it once that commits.
 
-    Raise RuntimeError outside a transaction: an event written on its own could
-    describe data that never commits.
+    The event keeps the correlation id and the trace context of its writer, so whoever
+    publishes it (the relay or, later, the sweep) continues the writer's trace. Raise
+    RuntimeError outside a transaction: an event written on its own could describe data
+    that never commits.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox_write() must run inside the transaction it describes.")
@@ -46,22 +65,35 @@ def outbox_write(*, event_type: str, payload: Mapping[str, Any]) -> OutboxEvent:
         event_type=event_type,
         payload=dict(payload),
         correlation_id=current_request_id() or "",
+        traceparent=_current_traceparent(),
     )
-    transaction.on_commit(lambda: outbox_publish_after_commit(event.id), robust=True)
+    transaction.on_commit(lambda: outbox_publish_after_commit(event), robust=True)
     return event
 
 
-def outbox_publish_after_commit(event_id: UUID) -> None:
-    """Publish one just-committed event, unless the broker failed a moment ago."""
+def outbox_publish_after_commit(event: OutboxEvent) -> None:
+    """Hand one just-committed event to the relay, unless the broker failed a moment ago."""
     if time.monotonic() < _publish_paused_until:
         return
-    outbox_publish(event_ids=[event_id])
+    if current_app.conf.task_always_eager:
+        # No broker: the consumers run right here, as the commit's follow-up.
+        outbox_publish(event_ids=[event.pk])
+        return
+    _relay.submit(event)
+
+
+def outbox_relay_flush(timeout: float = 10.0) -> bool:
+    """Wait until this process's relay has handled every event handed to it.
+
+    Return False when it is still busy after ``timeout`` seconds.
+    """
+    return _relay.flush(timeout)
 
 
 def outbox_sweep(*, min_age_seconds: float | None = None) -> int:
     """Publish every unsent event older than ``min_age_seconds``; return how many went out.
 
-    The age keeps the sweep off events whose own commit hook is publishing them.
+    The age keeps the sweep off events whose relay is publishing them.
     """
     age = settings.OUTBOX_SWEEP_MIN_AGE_SECONDS if min_age_seconds is None else min_age_seconds
     cutoff = timezone.now() - timedelta(seconds=age)
@@ -83,47 +115,272 @@ def outbox_sweep(*, min_age_seconds: float | None = None) -> int:
 def outbox_publish(*, event_ids: Iterable[UUID]) -> int:
     """Publish the given unsent events to their consumers and mark them sent.
 
-    Each event is locked with SKIP LOCKED while it is published, so the commit hook and
-    the sweep never publish one event at the same time. Stop at the first broker error,
-    leaving the rest for the sweep. Return the number of events published.
+    The events are locked with SKIP LOCKED while they are published, so two sweeps
+    never publish one event at the same time; they are marked sent only once the broker
+    confirmed every message. On a broker error nothing is marked sent (the
+    sweep retries later, the consumers drop what did arrive twice) and publishing pauses
+    for ``OUTBOX_PUBLISH_BACKOFF_SECONDS``. Return the number of events published.
     """
     global _publish_paused_until
-    published = 0
-    for event_id in event_ids:
+    wanted = list(event_ids)
+    if not wanted:
+        return 0
+    with transaction.atomic():
+        events = list(
+            OutboxEvent.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=wanted, sent_at__isnull=True)
+            .order_by("created_at")
+        )
+        if not events:
+            return 0
+        pks = [event.pk for event in events]
         try:
-            with transaction.atomic():
-                event = (
-                    OutboxEvent.objects.select_for_update(skip_locked=True)
-                    .filter(pk=event_id, sent_at__isnull=True)
-                    .first()
-                )
-                if event is None:
-                    continue
-                _send(event)
-                OutboxEvent.objects.filter(pk=event.pk).update(
-                    sent_at=timezone.now(), publish_attempts=F("publish_attempts") + 1
-                )
+            _send_confirmed(events)
         except Exception:
-            # Any broker failure: the event stays unsent and the sweep retries it later.
-            logger.warning("outbox: publishing event %s failed", event_id, exc_info=True)
-            OutboxEvent.objects.filter(pk=event_id).update(
+            # Any broker failure: the events stay unsent and the sweep retries them later.
+            logger.warning("outbox: publishing %d event(s) failed", len(events), exc_info=True)
+            OutboxEvent.objects.filter(pk__in=pks).update(
                 publish_attempts=F("publish_attempts") + 1
             )
             _publish_paused_until = time.monotonic() + settings.OUTBOX_PUBLISH_BACKOFF_SECONDS
-            return published
-        published += 1
-    return published
+            return 0
+        OutboxEvent.objects.filter(pk__in=pks).update(
+            sent_at=timezone.now(), publish_attempts=F("publish_attempts") + 1
+        )
+    return len(events)
+
+
+def _publish_committed(events: list[OutboxEvent]) -> int:
+    """Publish events just committed by this process, as the relay does; return how many.
+
+    No row lock and no read: the relay has the events in memory and the sweep leaves
+    events this young alone. Should the relay lag past OUTBOX_SWEEP_MIN_AGE_SECONDS the
+    sweep may publish an event too, which the consumers' processed marks absorb.
+    """
+    global _publish_paused_until
+    pks = [event.pk for event in events]
+    try:
+        _send_confirmed(events)
+    except Exception:
+        logger.warning("outbox: publishing %d event(s) failed", len(events), exc_info=True)
+        OutboxEvent.objects.filter(pk__in=pks).update(publish_attempts=F("publish_attempts") + 1)
+        _publish_paused_until = time.monotonic() + settings.OUTBOX_PUBLISH_BACKOFF_SECONDS
+        return 0
+    OutboxEvent.objects.filter(pk__in=pks, sent_at__isnull=True).update(
+        sent_at=timezone.now(), publish_attempts=F("publish_attempts") + 1
+    )
+    return len(events)
+
+
+def _send_confirmed(events: list[OutboxEvent]) -> None:
+    """Send every event and wait for the broker's confirms, on a fresh channel if need be."""
+    publisher = _publisher()
+    for attempt in (1, 2):
+        # A connection that sat idle may have been dropped by the broker: one retry on a
+        # new one tells that apart from a broker that is really down.
+        reused = publisher.is_open()
+        try:
+            for event in events:
+                _send(event)
+            publisher.confirm(CONFIRM_TIMEOUT_SECONDS)
+        except Exception:
+            publisher.reset()
+            if not reused or attempt == 2:
+                raise
+        else:
+            return
 
 
 def _send(event: OutboxEvent) -> None:
-    """Send one message per consumer task of the event's type."""
+    """Send one message per consumer task of the event's type, in the event's trace."""
     routes: Mapping[str, list[str]] = settings.OUTBOX_ROUTES
     consumers = routes.get(event.event_type, [])
     if not consumers:
         logger.warning("outbox: no consumer for event type %s", event.event_type)
     headers = {CORRELATION_HEADER: event.correlation_id}
     kwargs = {"event_id": str(event.id), **event.payload}
-    for task_name in consumers:
-        # A signature runs in-process when tasks are eager and is sent by name otherwise;
-        # retry=False: a broker that is down fails now and the sweep publishes later.
-        current_app.signature(task_name, kwargs=kwargs).apply_async(headers=headers, retry=False)
+    token = None
+    if event.traceparent:
+        token = otel_context.attach(propagate.extract({"traceparent": event.traceparent}))
+    try:
+        for task_name in consumers:
+            _publisher().publish(task_name, kwargs=kwargs, headers=headers)
+    finally:
+        if token is not None:
+            otel_context.detach(token)
+
+
+def _current_traceparent() -> str:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+class _ConfirmingPublisher:
+    """Publish task messages on one channel in confirm mode; await the confirms per batch.
+
+    Celery's own producer waits for each message's confirm in turn; RabbitMQ confirms
+    a quorum queue's message once it is on disk, so waiting once for a whole batch
+    saves a disk flush per message.
+    """
+
+    def __init__(self) -> None:
+        self._connection: Any = None
+        self._producer: Producer | None = None
+        self._published = 0
+        self._unconfirmed: set[int] = set()
+        self._nacked = False
+
+    def is_open(self) -> bool:
+        return self._producer is not None
+
+    def publish(self, task_name: str, *, kwargs: dict[str, Any], headers: dict[str, str]) -> None:
+        if current_app.conf.task_always_eager:
+            # Runs in-process; retry=False: a broker that is down fails now.
+            signature = current_app.signature(task_name, kwargs=kwargs)
+            signature.apply_async(headers=headers, retry=False)
+            return
+        producer = self._open()
+        current_app.send_task(
+            task_name,
+            kwargs=kwargs,
+            headers=headers,
+            producer=producer,
+            retry=False,
+            add_to_parent=False,
+        )
+        self._published += 1
+        self._unconfirmed.add(self._published)
+
+    def confirm(self, timeout: float) -> None:
+        """Return once the broker confirmed every message; raise if it refused or is silent."""
+        deadline = time.monotonic() + timeout
+        while self._unconfirmed and not self._nacked:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(self._unconfirmed)} message(s) not confirmed")
+            self._connection.drain_events(timeout=remaining)
+        if self._nacked:
+            self._nacked = False
+            raise RuntimeError("the broker refused (nacked) a message")
+
+    def reset(self) -> None:
+        connection, self._connection, self._producer = self._connection, None, None
+        self._unconfirmed.clear()
+        self._nacked = False
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 -- a broken connection may fail to close
+                logger.debug("outbox: closing the broker connection failed", exc_info=True)
+
+    def _open(self) -> Producer:
+        if self._producer is not None:
+            return self._producer
+        # Confirms are awaited per batch here, not per message by the transport; no
+        # heartbeats, because nothing would send them while the relay is idle.
+        connection = current_app.connection_for_write(
+            transport_options={"confirm_publish": False}, heartbeat=0
+        )
+        channel: Any = connection.default_channel
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        self._connection = connection
+        self._published = 0
+        self._unconfirmed.clear()
+        self._producer = Producer(channel)
+        return self._producer
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        if multiple:
+            self._unconfirmed = {tag for tag in self._unconfirmed if tag > delivery_tag}
+        else:
+            self._unconfirmed.discard(delivery_tag)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._nacked = True
+        self._on_ack(delivery_tag, multiple)
+
+
+_publishers = threading.local()
+
+
+def _publisher() -> _ConfirmingPublisher:
+    """Return this thread's publisher (a channel is not safe to share between threads)."""
+    publisher: _ConfirmingPublisher | None = getattr(_publishers, "publisher", None)
+    if publisher is None or getattr(_publishers, "pid", None) != os.getpid():
+        publisher = _ConfirmingPublisher()
+        _publishers.publisher, _publishers.pid = publisher, os.getpid()
+    return publisher
+
+
+class _Relay:
+    """A thread per process that publishes committed events in batches, off the request."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._condition = threading.Condition()
+        self._pending: list[OutboxEvent] = []
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, event: OutboxEvent) -> None:
+        with self._condition:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+                self._thread.start()
+            if len(self._pending) >= RELAY_MAX_PENDING:
+                # Far behind (a slow broker): the sweep publishes this one instead.
+                return
+            self._pending.append(event)
+            self._condition.notify()
+
+    def flush(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while self._pending or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(remaining)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                # Idle: free the database connection (and let test databases be dropped).
+                connection.close()
+                continue
+            try:
+                if time.monotonic() >= _publish_paused_until:
+                    _publish_committed(batch)
+            except Exception:
+                # A database error: these events stay unsent for the sweep.
+                logger.exception("outbox relay: publishing %d event(s) failed", len(batch))
+                connection.close()
+            finally:
+                with self._condition:
+                    self._busy = False
+                    self._condition.notify_all()
+
+    def _next_batch(self) -> list[OutboxEvent] | None:
+        with self._condition:
+            if not self._pending:
+                self._condition.wait(RELAY_IDLE_SECONDS)
+                if not self._pending:
+                    return None
+            batch = self._pending[:RELAY_BATCH_SIZE]
+            del self._pending[:RELAY_BATCH_SIZE]
+            self._busy = True
+            return batch
+
+
+_relay = _Relay()
+# A forked child (gunicorn or Celery pool process) starts with no relay thread of its own
+# and must not publish its parent's pending events; it starts its own on first use.
+os.register_at_fork(after_in_child=_relay._reset)
+atexit.register(outbox_relay_flush, 2.0)

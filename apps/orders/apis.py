@@ -133,7 +133,7 @@ class OrdersApi(APIView):
 
         def place() -> tuple[int, object]:
             order = order_create(owner_id=owner_id, items=items, idempotency_key=key)
-            return 201, OrderOutput(order_get(owner_id=owner_id, order_id=order.pk)).data
+            return 201, OrderOutput(order).data
 
         result = run_idempotent(
             owner_id=owner_id,

@@ -8,9 +8,10 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django_prometheus.models import ExportModelOperationsMixin
 
 
-class Product(models.Model):
+class Product(ExportModelOperationsMixin("product"), models.Model):  # type: ignore[misc]  # untyped mixin factory
     """A product that can be ordered; stock can never go below zero."""
 
     sku = models.CharField(max_length=64, unique=True)
@@ -32,7 +33,7 @@ class Product(models.Model):
         return f"{self.sku} {self.name}"
 
 
-class Order(models.Model):
+class Order(ExportModelOperationsMixin("order"), models.Model):  # type: ignore[misc]  # untyped mixin factory
     """An order of one owner; its total is computed from product prices server-side."""
 
     class Status(models.TextChoices):
@@ -63,7 +64,7 @@ class Order(models.Model):
         return f"order {self.pk} ({self.status})"
 
 
-class OrderLine(models.Model):
+class OrderLine(ExportModelOperationsMixin("orderline"), models.Model):  # type: ignore[misc]  # untyped mixin factory
     """One product and quantity of an order, at the price it was ordered for."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")

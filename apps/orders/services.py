@@ -52,18 +52,29 @@ def order_create(*, owner_id: int, items: Sequence[OrderItem], idempotency_key: 
     total = sum((line.unit_price * line.quantity for line in lines), Decimal("0.00"))
     if total > MAX_ORDER_TOTAL:
         raise InvalidInput(errors={"items": [f"An order total cannot exceed {MAX_ORDER_TOTAL}."]})
-    with transaction.atomic():
+    # No savepoint when a caller's transaction (the idempotency claim) is already open.
+    with transaction.atomic(savepoint=False):
         order = Order.objects.create(
             owner_id=owner_id, total=total, idempotency_key=idempotency_key
         )
         for line in lines:
             line.order = order
         OrderLine.objects.bulk_create(lines)
+        _attach_lines(order, lines)
         # Committed with the order or not at all; published once the transaction commits.
         outbox_write(event_type=ORDER_CREATED, payload={"order_id": order.pk})
         # Counted on commit: a rolled-back order was never placed.
         transaction.on_commit(lambda: record_order("placed"))
     return order
+
+
+def _attach_lines(order: Order, lines: list[OrderLine]) -> None:
+    """Make ``order.lines.all()`` return the lines just written, without reading them back."""
+    # What prefetch_related stores after its own query.
+    cached = order.lines.all()
+    cached._result_cache = lines
+    cached._prefetch_done = True  # type: ignore[attr-defined]  # private, as set by Django
+    order._prefetched_objects_cache = {"lines": cached}
 
 
 def _validate_items(items: Sequence[OrderItem]) -> None:

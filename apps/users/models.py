@@ -10,6 +10,7 @@ from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django_prometheus.models import ExportModelOperationsMixin
 
 from apps.core.cache.queryset import InvalidatingQuerySet
 
@@ -29,7 +30,7 @@ class UserManager(DjangoUserManager["User"]):
         return UserQuerySet(self.model, using=self._db)
 
 
-class User(AbstractUser):
+class User(ExportModelOperationsMixin("user"), AbstractUser):  # type: ignore[misc]  # untyped mixin factory
     """An account: Django's user plus a public display name and last activity."""
 
     display_name = models.CharField(max_length=150, blank=True)

@@ -219,3 +219,43 @@ def test_missing_or_malformed_key_is_invalid_input(raw, message):
         validate_idempotency_key(raw)
 
     assert raised.value.errors == {"Idempotency-Key": [message]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_key_held_by_a_running_request_conflicts_at_once_and_replays_after_it_commits():
+    import threading
+
+    from django.db import connection
+
+    user = cast(User, UserFactory())
+    inside, release = threading.Event(), threading.Event()
+    first: list[IdempotentResult] = []
+
+    def slow_action() -> tuple[int, Any]:
+        inside.set()
+        assert release.wait(10)
+        return 201, {"id": 11}
+
+    def first_request() -> None:
+        try:
+            first.append(run(user.pk, slow_action))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=first_request)
+    thread.start()
+    try:
+        assert inside.wait(10)
+        # Nothing of the first request is committed yet, and the second does not wait.
+        assert IdempotencyRecord.objects.exists() is False
+        second_action = Recorder()
+        with pytest.raises(Conflict):
+            run(user.pk, second_action)
+        assert second_action.calls == 0
+    finally:
+        release.set()
+        thread.join(10)
+
+    assert first == [IdempotentResult(status=201, body={"id": 11}, replayed=False)]
+    third = run(user.pk, Recorder(body={"id": 12}))
+    assert third == IdempotentResult(status=201, body={"id": 11}, replayed=True)

@@ -7,7 +7,7 @@ from django.db import transaction
 
 from apps.core import outbox
 from apps.core.models import OutboxEvent
-from apps.core.outbox import outbox_publish, outbox_sweep, outbox_write
+from apps.core.outbox import outbox_publish, outbox_relay_flush, outbox_sweep, outbox_write
 
 
 @pytest.fixture(autouse=True)
@@ -39,12 +39,58 @@ def test_rolled_back_transaction_leaves_no_event(no_consumers):
 def test_committed_transaction_leaves_exactly_one_sent_event(no_consumers):
     with transaction.atomic():
         written = outbox_write(event_type="test.happened", payload={"n": 2})
+    # The commit hands the event to this process's relay thread, which publishes it.
+    assert outbox_relay_flush()
 
     event = OutboxEvent.objects.get()
     assert event.pk == written.pk
     assert event.payload == {"n": 2}
     assert event.sent_at is not None
     assert event.publish_attempts == 1
+    assert outbox_sweep(min_age_seconds=0) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_commit_hands_the_event_to_the_relay_thread_instead_of_publishing_inline(
+    no_consumers, monkeypatch
+):
+    import threading
+
+    publishers: list[str] = []
+    real_send = outbox._send
+
+    def send(event: OutboxEvent) -> None:
+        publishers.append(threading.current_thread().name)
+        real_send(event)
+
+    monkeypatch.setattr(outbox, "_send", send)
+    with transaction.atomic():
+        outbox_write(event_type="test.happened", payload={"n": 6})
+    assert outbox_relay_flush()
+
+    assert publishers == ["outbox-relay"]
+    assert OutboxEvent.objects.get().sent_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_relay_publishes_a_burst_of_commits_each_exactly_once(no_consumers, monkeypatch):
+    sent: list[str] = []
+    real_send = outbox._send
+
+    def send(event: OutboxEvent) -> None:
+        sent.append(str(event.pk))
+        real_send(event)
+
+    monkeypatch.setattr(outbox, "_send", send)
+    written = []
+    for n in range(60):
+        with transaction.atomic():
+            written.append(str(outbox_write(event_type="test.happened", payload={"n": n}).pk))
+    assert outbox_relay_flush()
+
+    assert sorted(sent) == sorted(written)
+    assert OutboxEvent.objects.filter(sent_at__isnull=True).count() == 0
+    assert set(OutboxEvent.objects.values_list("publish_attempts", flat=True)) == {1}
     assert outbox_sweep(min_age_seconds=0) == 0
 
 
@@ -65,6 +111,7 @@ def test_event_left_unsent_by_a_broker_failure_is_published_by_the_sweep(no_cons
     monkeypatch.setattr(outbox, "_send", broker_down)
     with transaction.atomic():
         outbox_write(event_type="test.happened", payload={"n": 3})
+    assert outbox_relay_flush()
     event = OutboxEvent.objects.get()
     assert event.sent_at is None
     assert event.publish_attempts == 1
@@ -91,6 +138,7 @@ def test_after_a_broker_failure_requests_leave_publishing_to_the_sweep(no_consum
     for n in range(3):
         with transaction.atomic():
             outbox_write(event_type="test.happened", payload={"n": n})
+        assert outbox_relay_flush()
 
     assert len(calls) == 1
     assert OutboxEvent.objects.filter(sent_at__isnull=True).count() == 3
@@ -100,6 +148,7 @@ def test_after_a_broker_failure_requests_leave_publishing_to_the_sweep(no_consum
 def test_publish_skips_an_event_already_sent(no_consumers):
     with transaction.atomic():
         event = outbox_write(event_type="test.happened", payload={})
+    assert outbox_relay_flush()
 
     assert outbox_publish(event_ids=[event.pk]) == 0
     event.refresh_from_db()
@@ -124,6 +173,7 @@ def test_registered_sweep_task_publishes_what_was_left_unsent(no_consumers, monk
     monkeypatch.setattr(outbox, "_send", _broker_down)
     with transaction.atomic():
         outbox_write(event_type="test.happened", payload={"n": 4})
+    assert outbox_relay_flush()
     monkeypatch.undo()
     monkeypatch.setattr(outbox, "_publish_paused_until", 0.0)
     # Older than OUTBOX_SWEEP_MIN_AGE_SECONDS, as an event its commit hook left behind is.

@@ -42,6 +42,17 @@ class Gunicorn:
         finally:
             connection.close()
 
+    def post(self, path: str, body: str) -> tuple[int, bytes]:
+        """Send one JSON POST on a fresh connection; return status and body."""
+        connection = http.client.HTTPConnection(HOST, self.port, timeout=30)
+        try:
+            headers = {"Connection": "close", "Content-Type": "application/json"}
+            connection.request("POST", path, body=body, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
     def get_many(self, paths: list[str], threads: int = 16) -> list[int]:
         """GET every path from a thread pool; return the statuses in order."""
         with ThreadPoolExecutor(threads) as pool:
@@ -77,10 +88,16 @@ def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     return found
 
 
-def test_database_url() -> str:
-    """Return a URL for the test database pytest-django created."""
-    db = settings.DATABASES["default"]
+def database_url(alias: str) -> str:
+    """Return a URL for the test database pytest-django created, as ``alias`` reaches it."""
+    db = settings.DATABASES[alias]
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def replica_urls() -> str:
+    """Return the replicas' URLs of the test database (it reaches them by replication)."""
+    aliases = [alias for alias in settings.DATABASES if alias.startswith("replica_")]
+    return ",".join(database_url(alias) for alias in aliases)
 
 
 @pytest.fixture(scope="package")
@@ -93,7 +110,8 @@ def gunicorn(
     port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": database_url("default"),
+        "DATABASE_REPLICA_URLS": replica_urls(),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         # 10,000 access-log lines would only slow the run down.
         "ACCESS_LOG_LEVEL": "WARNING",

@@ -179,3 +179,81 @@ def test_order_request_and_its_consumer_tasks_share_one_trace_id_and_request_id(
     assert {line["thread"] for line in consumer_lines}.isdisjoint({access[0]["thread"]})
     assert {line["request_id"] for line in [*access, *consumer_lines]} == {"trace-req-0002"}
     assert {line["trace_id"] for line in [*access, *consumer_lines]} == {format(trace_id, "032x")}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_event_published_later_by_the_sweep_continues_the_request_trace(
+    spans, in_process_worker, auth_client, product, monkeypatch
+):
+    import threading
+
+    from django.db import connection
+
+    from apps.core import outbox
+    from apps.core.models import OutboxEvent
+    from apps.orders.models import Order
+
+    spans.clear()
+    # The broker "failed a moment ago": the commit leaves the event for the sweep.
+    monkeypatch.setattr(outbox, "_publish_paused_until", float("inf"))
+    response = auth_client.post(
+        "/api/v1/orders",
+        {"items": [{"product_id": product.pk, "quantity": 1}]},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="trace-order-sweep",
+        HTTP_X_REQUEST_ID="trace-req-0003",
+    )
+    assert response.status_code == 201, response.content
+    order_id = response.json()["id"]
+    event = OutboxEvent.objects.get()
+    assert event.sent_at is None
+    server = [s for s in spans.get_finished_spans() if s.kind.name == "SERVER"]
+    assert len(server) == 1
+    trace_id = server[0].context.trace_id
+    assert event.traceparent.split("-")[1] == format(trace_id, "032x")
+    assert [s for s in spans.get_finished_spans() if s.kind.name == "PRODUCER"] == []
+
+    monkeypatch.setattr(outbox, "_publish_paused_until", 0.0)
+    swept: list[int] = []
+
+    def sweep() -> None:
+        try:
+            swept.append(outbox.outbox_sweep(min_age_seconds=0))
+        finally:
+            connection.close()
+
+    # Another thread, as beat's worker would be: none of the request's context is current.
+    sweeper = threading.Thread(target=sweep)
+    sweeper.start()
+    sweeper.join(30)
+    assert swept == [1]
+
+    consumers = {
+        "orders.reserve_inventory",
+        "orders.send_confirmation_email",
+        "orders.notify_warehouse",
+    }
+
+    def consumed() -> bool:
+        names = {
+            s.attributes.get("celery.task_name")
+            for s in spans.get_finished_spans()
+            if s.kind.name == "CONSUMER" and s.attributes
+        }
+        return consumers <= names
+
+    wait_until(consumed, 60, "the three consumer task spans")
+    assert Order.objects.get(pk=order_id).status == Order.Status.CONFIRMED
+    finished = spans.get_finished_spans()
+    producers = [s for s in finished if s.kind.name == "PRODUCER"]
+    tasks = [s for s in finished if s.kind.name == "CONSUMER"]
+    assert len(producers) == 3
+    assert {s.context.trace_id for s in [*producers, *tasks]} == {trace_id}
+    # The sweep's publish hangs off the request's span, as the relay's would.
+    reserve_producer = next(
+        s for s in producers if s.attributes and "reserve_inventory" in str(dict(s.attributes))
+    )
+    assert reserve_producer.parent is not None
+    assert reserve_producer.parent.span_id == server[0].context.span_id
+    producer_ids = {s.context.span_id for s in producers}
+    assert all(t.parent is not None and t.parent.span_id in producer_ids for t in tasks)

@@ -60,10 +60,44 @@ def test_request_correlation_id_is_in_the_consumers_log_records(event_worker, au
     order_id = _place(auth_client, product.pk, 1, "corr-1", HTTP_X_REQUEST_ID="corr-log-98765")
 
     wait_for(lambda: event_worker.emails_mentioning(f"Order {order_id} confirmed"), 30, "email")
+    # The email and the webhook run side by side in the pool; the webhook may end last.
+    wait_for(
+        lambda: f"notify_warehouse: order {order_id} delivered" in event_worker.log(),
+        30,
+        "the webhook's log line",
+    )
     lines = [line for line in event_worker.log().splitlines() if "corr-log-98765" in line]
     assert any(f"reserve_inventory: order {order_id} confirmed" in line for line in lines)
     assert any(f"send_confirmation_email: sent for order {order_id}" in line for line in lines)
     assert any(f"notify_warehouse: order {order_id}" in line for line in lines)
+
+
+def test_worker_replaces_a_database_connection_that_broke_between_tasks(
+    event_worker, auth_client, user
+):
+    import time
+
+    from django.db import connection
+
+    product = Product.objects.create(sku="W-PG", name="Widget", price="1.00", stock=5)
+    first = _place(auth_client, product.pk, 1, "pg-1")
+    assert wait_for(lambda: _settled(first), 30, "the first order").status == "confirmed"
+    # Let this process's relay close its idle connection; then end every other session
+    # of the test database: the worker's, kept open from one task to the next.
+    time.sleep(1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        (terminated,) = cursor.fetchone()
+    assert terminated >= 1
+
+    second = _place(auth_client, product.pk, 1, "pg-2")
+
+    order = wait_for(lambda: _settled(second), 30, "the second order")
+    assert order.status == Order.Status.CONFIRMED
+    assert DeadLetter.objects.exists() is False
 
 
 def test_fifty_concurrent_orders_for_the_last_ten_units_confirm_exactly_ten(
