@@ -26,6 +26,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     DJANGO_SETTINGS_MODULE=config.settings \
     DJANGO_DEBUG=false \
+    DJANGO_SERVE_STATIC=true \
     GUNICORN_BIND=0.0.0.0:8000 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus-multiproc
 # A fixed numeric id, so Kubernetes' runAsNonRoot can verify it.

@@ -66,6 +66,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
+    # Anonymous profile reads answered from L1 before the rest (apps/users/fastpath.py);
+    # the metrics and access-log middleware are inserted in front of it, below.
+    "apps.users.fastpath.PublicProfileFastPathMiddleware",
     "apps.core.replica_middleware.ReplicaRoutingMiddleware",
     "apps.core.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -208,6 +211,14 @@ SPECTACULAR_SETTINGS = {
 STATIC_URL = "static/"
 # Where collectstatic writes; `make stack` points it into its nginx prefix.
 STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(VAR_DIR / "static")))
+# Serve STATIC_ROOT from the app itself (WhiteNoise) where no nginx sits in front: the
+# container image turns it on; `make stack` leaves it off, its nginx serves /static/.
+DJANGO_SERVE_STATIC = env_bool("DJANGO_SERVE_STATIC", default=False)
+if DJANGO_SERVE_STATIC:
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

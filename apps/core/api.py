@@ -84,14 +84,22 @@ class RenderedByEtag:
         renderer = getattr(request, "accepted_renderer", None)
         if type(renderer) is not JSONRenderer or request.accepted_media_type != renderer.media_type:
             return Response(data, headers=headers)
+        body = self.body(etag, data)
+        return HttpResponse(body, content_type=renderer.media_type, headers=headers)
+
+    def body(self, etag: str, data: Any) -> bytes:
+        """Return ``data`` rendered by DRF's plain JSON renderer, rendered once per ``etag``."""
         with self._lock:
             body = self._bodies.get(etag)
             if body is not None:
                 self._bodies.move_to_end(etag)
-        if body is None:
-            body = renderer.render(data, renderer.media_type, {})
-            with self._lock:
-                self._bodies[etag] = body
-                while len(self._bodies) > self.max_entries:
-                    self._bodies.popitem(last=False)
-        return HttpResponse(body, content_type=renderer.media_type, headers=headers)
+                return body
+        body = _JSON_RENDERER.render(data, _JSON_RENDERER.media_type, {})
+        with self._lock:
+            self._bodies[etag] = body
+            while len(self._bodies) > self.max_entries:
+                self._bodies.popitem(last=False)
+        return body
+
+
+_JSON_RENDERER = JSONRenderer()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 from collections.abc import Callable
 
 from django.conf import settings
@@ -25,7 +27,8 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         # META, not request.headers: building the headers mapping costs more than the id.
-        request_id = accept_request_id(request.META.get(_REQUEST_ID_META))
+        raw = request.META.get(_REQUEST_ID_META)
+        request_id = accept_request_id(raw) if raw else _new_request_id()
         token = request_id_var.set(request_id)
         try:
             response = self.get_response(request)
@@ -33,6 +36,23 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
         response[REQUEST_ID_HEADER] = request_id
         return response
+
+
+# A generator of this process's request ids (and the process it belongs to).
+_ids: tuple[random.Random, int] | None = None
+
+
+def _new_request_id() -> str:
+    """Return a fresh id: 32 hex digits, like ``uuid4().hex`` at a tenth of its cost.
+
+    A request id must be unique, not secret (clients may choose their own), so a
+    generator seeded from the OS once per process replaces a system call and a UUID
+    object per request. A forked worker seeds its own.
+    """
+    global _ids
+    if _ids is None or _ids[1] != os.getpid():
+        _ids = (random.Random(), os.getpid())  # noqa: S311 -- unique, not secret
+    return f"{_ids[0].getrandbits(128):032x}"
 
 
 class BodySizeLimitMiddleware:

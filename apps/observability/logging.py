@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import threading
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -68,25 +72,137 @@ class JsonFormatter(logging.Formatter):
     """Format a record as one JSON object on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
+        attributes = record.__dict__
         payload: dict[str, Any] = {
-            "timestamp": datetime.fromtimestamp(record.created, tz=UTC).isoformat(
-                timespec="milliseconds"
-            ),
+            "timestamp": _timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": _or_none(getattr(record, "request_id", None)),
-            "user_id": getattr(record, "user_id", None),
-            "trace_id": getattr(record, "trace_id", None),
+            "request_id": _or_none(attributes.get("request_id")),
+            "user_id": attributes.get("user_id"),
+            "trace_id": attributes.get("trace_id"),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRIBUTES and key not in payload:
-                payload[key] = value
+        # Set arithmetic first (in C): most records carry few extras or none.
+        if attributes.keys() - _STANDARD_ATTRIBUTES:
+            for key in [key for key in attributes if key not in _STANDARD_ATTRIBUTES]:
+                if key not in payload:
+                    payload[key] = attributes[key]
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             payload["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(payload, default=str, ensure_ascii=False)
+        return _dumps(payload)
+
+
+def _timestamp(created: float) -> str:
+    """Return ``created`` as ISO 8601 in UTC with milliseconds (``…T12:00:00.123+00:00``).
+
+    The same text as ``datetime.fromtimestamp(created, UTC).isoformat(timespec=
+    "milliseconds")``, with the part up to the second formatted once per second.
+    """
+    global _second
+    second = math.floor(created)
+    # As datetime does: the fraction rounded half-even to microseconds, then truncated.
+    micros = round((created - second) * 1_000_000)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    cached_second, prefix = _second
+    if cached_second != second:
+        prefix = datetime.fromtimestamp(second, tz=UTC).isoformat(timespec="seconds")[:-6]
+        _second = (second, prefix)
+    return f"{prefix}.{micros // 1000:03d}+00:00"
+
+
+_second: tuple[int, str] = (-1, "")
+
+
+# `json.dumps(payload, default=str, ensure_ascii=False)`, without building an encoder
+# per line: C's encoder, made once (no circular check: a log payload holds no cycles,
+# and `default=str` turns anything else into a string).
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_fallback_encoder = json.JSONEncoder(default=str, ensure_ascii=False)
+
+
+if _c_encoder is not None:
+    _encode = _c_encoder(
+        None,
+        str,
+        json.encoder.encode_basestring,
+        None,
+        ": ",
+        ", ",
+        False,
+        False,
+        True,
+    )
+
+    def _dumps(payload: dict[str, Any]) -> str:
+        try:
+            return "".join(_encode(payload, 0))
+        except (ValueError, RecursionError):
+            # A cycle in an extra: the checked encoder names the problem.
+            return json.dumps(payload, default=str, ensure_ascii=False)
+
+else:  # pragma: no cover -- CPython always has the C encoder
+
+    def _dumps(payload: dict[str, Any]) -> str:
+        return _fallback_encoder.encode(payload)
+
+
+class AccessRecord(logging.LogRecord):
+    """A ``LogRecord`` built for one access line, at a fraction of the usual cost.
+
+    ``LogRecord.__init__`` works out the caller's file and module from a path, the
+    thread's and process's names and more, on every record; an access line has no
+    caller worth naming, and the process never changes its name. The attributes are
+    the same as any record's, so every handler and formatter treats it as one.
+    """
+
+    def __init__(self, name: str, msg: str, args: tuple[Any, ...], extra: dict[str, Any]) -> None:
+        attributes = self.__dict__
+        attributes.update(_record_constants())
+        now = time.time()
+        attributes["name"] = name
+        attributes["msg"] = msg
+        attributes["args"] = args
+        attributes["created"] = now
+        attributes["msecs"] = int((now - int(now)) * 1000) + 0.0
+        attributes["relativeCreated"] = (now - _LOGGING_STARTED) * 1000
+        attributes["thread"] = threading.get_ident()
+        attributes["threadName"] = threading.current_thread().name
+        attributes.update(extra)
+
+
+# When logging was imported, as `relativeCreated` counts from (logging's own `_startTime`).
+_LOGGING_STARTED: float = getattr(logging, "_startTime", time.time())
+_constants: tuple[int, dict[str, Any]] = (0, {})
+
+
+def _record_constants() -> dict[str, Any]:
+    """Return the attributes every access record of this process shares."""
+    global _constants
+    pid, constants = _constants
+    if pid != os.getpid():
+        template = logging.LogRecord("", logging.INFO, "(unknown file)", 0, "", (), None)
+        constants = {
+            key: template.__dict__[key]
+            for key in (
+                "levelname",
+                "levelno",
+                "pathname",
+                "filename",
+                "module",
+                "exc_info",
+                "exc_text",
+                "stack_info",
+                "lineno",
+                "funcName",
+                "processName",
+                "process",
+            )
+        }
+        _constants = (os.getpid(), constants)
+    return constants
 
 
 def _or_none(value: Any) -> Any:

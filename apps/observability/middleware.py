@@ -13,7 +13,7 @@ from django.urls import Resolver404, resolve
 from prometheus_client import Counter, Histogram
 
 from apps.core import views as core_views
-from apps.observability.logging import current_request
+from apps.observability.logging import AccessRecord, current_request
 from apps.observability.metrics import http_request_duration_seconds, http_requests_total
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase]
@@ -51,6 +51,11 @@ def endpoint_label(request: HttpRequest) -> str:
     if known is None:
         known = request.__dict__[_ENDPOINT_ATTRIBUTE] = _endpoint_label(request)
     return known
+
+
+def set_endpoint_label(request: HttpRequest, label: str) -> None:
+    """Record the route template of a request answered without URL resolution."""
+    request.__dict__[_ENDPOINT_ATTRIBUTE] = label
 
 
 def _endpoint_label(request: HttpRequest) -> str:
@@ -128,19 +133,17 @@ class AccessLogMiddleware:
     def _log(request: HttpRequest, response: HttpResponseBase, started: float) -> None:
         if access_logger.isEnabledFor(logging.INFO):
             # Built directly rather than through `info()`, which walks the stack for the
-            # caller's file and line on every request; this line never shows them.
-            record = access_logger.makeRecord(
+            # caller's file and line on every request (this line never shows them), and
+            # as a lean record (see AccessRecord).
+            status = response.status_code
+            record = AccessRecord(
                 access_logger.name,
-                logging.INFO,
-                "(unknown file)",
-                0,
                 "%s %s %s",
-                (request.method, request.path, response.status_code),
-                None,
-                extra={
+                (request.method, request.path, status),
+                {
                     "method": request.method,
                     "endpoint": endpoint_label(request),
-                    "status": response.status_code,
+                    "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                 },
             )

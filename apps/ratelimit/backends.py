@@ -7,14 +7,16 @@ a failure it stops trying for a second, so an outage adds almost no latency.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import secrets
+import socket
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import redis
 from opentelemetry.instrumentation.redis import RedisInstrumentor
@@ -28,8 +30,7 @@ from apps.ratelimit import scripts
 BREAKER_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """The store's answer; durations in microseconds."""
 
     allowed: bool
@@ -49,6 +50,14 @@ class StoreUnavailable(Exception):
 
 class Backend(Protocol):
     def gcra(self, key: str, interval_us: int, burst: int, now_us: int | None) -> Outcome: ...
+
+    def start_gcra(
+        self, key: str, interval_us: int, burst: int, now_us: int | None
+    ) -> Callable[[], Outcome]: ...
+
+    def start_sliding_window(
+        self, key: str, window_us: int, limit: int, now_us: int | None
+    ) -> Callable[[], Outcome]: ...
 
     def sliding_window(
         self, key: str, window_us: int, limit: int, now_us: int | None
@@ -70,55 +79,86 @@ class RedisBackend:
         # Script objects send EVALSHA and load the script only when Redis lacks it.
         self._gcra = self.client.register_script(scripts.GCRA)
         self._sliding = self.client.register_script(scripts.SLIDING_WINDOW)
+        # Each script's command up to its arguments, encoded once: EVALSHA <sha> 1 <key>
+        # takes four bulk strings, then come the script's arguments.
+        self._gcra_head = _evalsha_head(self._gcra.sha, arguments=3)
+        self._sliding_head = _evalsha_head(self._sliding.sha, arguments=4)
         self._down_until = 0.0
-        # One connection per thread (a sync worker has one), used by `_evalsha`.
+        # One connection per thread (a sync worker has one), used by `_start`.
         self._local = threading.local()
 
     def gcra(self, key: str, interval_us: int, burst: int, now_us: int | None) -> Outcome:
         """Run the GCRA script for ``key``."""
-        return self._run(self._gcra, key, [interval_us, burst, _now_arg(now_us)])
+        return self.start_gcra(key, interval_us, burst, now_us)()
 
     def sliding_window(self, key: str, window_us: int, limit: int, now_us: int | None) -> Outcome:
         """Run the sliding-window-log script for ``key``."""
-        member = secrets.token_hex(8)
-        return self._run(self._sliding, key, [window_us, limit, member, _now_arg(now_us)])
+        return self.start_sliding_window(key, window_us, limit, now_us)()
 
-    def _run(self, script: redis.commands.core.Script, key: str, args: list[str | int]) -> Outcome:
+    def start_gcra(
+        self, key: str, interval_us: int, burst: int, now_us: int | None
+    ) -> Callable[[], Outcome]:
+        """Send the GCRA script for ``key``; return the function that reads its answer."""
+        args: list[str | int] = [interval_us, burst, _now_arg(now_us)]
+        return self._start(self._gcra, self._gcra_head, key, args)
+
+    def start_sliding_window(
+        self, key: str, window_us: int, limit: int, now_us: int | None
+    ) -> Callable[[], Outcome]:
+        """Send the sliding-window script for ``key``; return the function reading its answer."""
+        args: list[str | int] = [window_us, limit, _unique_member(), _now_arg(now_us)]
+        return self._start(self._sliding, self._sliding_head, key, args)
+
+    def _start(
+        self, script: redis.commands.core.Script, head: bytes, key: str, args: list[str | int]
+    ) -> Callable[[], Outcome]:
+        """Send one EVALSHA on this thread's own connection; return its reader.
+
+        The client's generic path (pool checkout with a readiness poll, argument
+        encoding, retry wrapper, instrumentation hooks) costs more CPU than the round
+        trip itself, on every API request; one fixed command needs none of it: its head
+        is encoded once, and the request goes out in one ``sendall``. The answer is read
+        by the returned function, so a caller may do other work while Redis decides;
+        it must call it (exactly once) before this thread sends anything else. A
+        connection that failed is closed and reopened by the next check; a Redis that
+        lost the script (a restart) gets it loaded again through the client.
+        """
         if time.monotonic() < self._down_until:
             raise StoreUnavailable("Redis failed less than a second ago", breaker_open=True)
-        try:
-            result = self._evalsha(script, key, args)
-        except redis.RedisError as exc:
-            self._down_until = time.monotonic() + BREAKER_SECONDS
-            raise StoreUnavailable(str(exc)) from exc
-        allowed, remaining, retry_after, reset_after = (int(value) for value in result)
-        return Outcome(allowed == 1, remaining, retry_after, reset_after)
-
-    def _evalsha(
-        self, script: redis.commands.core.Script, key: str, args: list[str | int]
-    ) -> list[int]:
-        """Send one EVALSHA on this thread's own connection and read its reply.
-
-        The client's generic path (pool checkout with a readiness poll, retry wrapper,
-        instrumentation hooks) costs more CPU than the round trip itself, on every API
-        request; one fixed command needs none of it. A connection that failed is
-        closed by redis-py and reopened by the next check; a Redis that lost the
-        script (a restart) gets it loaded again through the client.
-        """
         if _redis_traced():
             # Tracing hooks the client's generic path: keep the limit check in the trace.
-            traced: list[int] = script(keys=[key], args=args)
-            return traced
+            try:
+                traced = _outcome(script(keys=[key], args=args))
+            except redis.RedisError as exc:
+                raise self._failed(exc) from exc
+            return lambda: traced
         connection = self._connection()
         try:
-            # redis-py leaves send_command unannotated.
-            connection.send_command(  # type: ignore[no-untyped-call]
-                "EVALSHA", script.sha, 1, key, *args, check_health=False
-            )
-            reply: list[int] = connection.read_response()
-        except NoScriptError:
-            reply = script(keys=[key], args=args)
-        return reply
+            if connection._sock is None:
+                # Unannotated in redis-py; it also authenticates and selects the database.
+                connection.connect()  # type: ignore[no-untyped-call]
+            sock: socket.socket = connection._sock  # type: ignore[assignment]  # connected
+            sock.sendall(head + _bulk(key) + b"".join([_bulk(arg) for arg in args]))
+        except (OSError, redis.RedisError) as exc:
+            connection.disconnect()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+            raise self._failed(exc) from exc
+
+        def finish() -> Outcome:
+            try:
+                try:
+                    reply = connection.read_response()
+                except NoScriptError:
+                    # Not run: run it through the client, which loads it first.
+                    reply = script(keys=[key], args=args)
+            except redis.RedisError as exc:
+                raise self._failed(exc) from exc
+            return _outcome(reply)
+
+        return finish
+
+    def _failed(self, exc: Exception) -> StoreUnavailable:
+        self._down_until = time.monotonic() + BREAKER_SECONDS
+        return StoreUnavailable(str(exc) or type(exc).__name__)
 
     def _connection(self) -> redis.connection.AbstractConnection:
         local = self._local
@@ -129,6 +169,37 @@ class RedisBackend:
             connection = pool.connection_class(**pool.connection_kwargs)
             local.connection, local.pid = connection, os.getpid()
         return connection
+
+
+def _outcome(reply: list[int]) -> Outcome:
+    allowed, remaining, retry_after, reset_after = reply
+    return Outcome(allowed == 1, int(remaining), int(retry_after), int(reset_after))
+
+
+def _evalsha_head(sha: str, *, arguments: int) -> bytes:
+    """Return the encoded start of ``EVALSHA sha 1 <key> <arguments…>``, before the key."""
+    return b"*%d\r\n$7\r\nEVALSHA\r\n" % (4 + arguments) + _bulk(sha) + b"$1\r\n1\r\n"
+
+
+def _bulk(value: str | int) -> bytes:
+    """Return ``value`` as a RESP bulk string."""
+    data = str(value).encode()
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+# Sliding-window members: a random tag of this process and a counter, so that every
+# request anywhere gets its own member without asking the OS for randomness each time.
+_member_tag = ("", 0)
+_member_numbers = itertools.count()
+
+
+def _unique_member() -> str:
+    global _member_tag
+    tag, pid = _member_tag
+    if pid != os.getpid():
+        # A forked worker inherits the parent's tag and counter: draw its own.
+        tag, pid = _member_tag = (secrets.token_hex(6), os.getpid())
+    return f"{tag}{next(_member_numbers):x}"
 
 
 def _redis_traced() -> bool:
@@ -182,6 +253,20 @@ class MemoryBackend:
             self._logs[key] = log
             freeing = sorted(log)[len(log) - limit]
             return Outcome(False, 0, freeing + window_us - now, max(log) + window_us - now)
+
+    def start_gcra(
+        self, key: str, interval_us: int, burst: int, now_us: int | None
+    ) -> Callable[[], Outcome]:
+        """Decide at once (nothing to wait for); return the function giving the answer."""
+        outcome = self.gcra(key, interval_us, burst, now_us)
+        return lambda: outcome
+
+    def start_sliding_window(
+        self, key: str, window_us: int, limit: int, now_us: int | None
+    ) -> Callable[[], Outcome]:
+        """Decide at once (nothing to wait for); return the function giving the answer."""
+        outcome = self.sliding_window(key, window_us, limit, now_us)
+        return lambda: outcome
 
     def _sweep(self, now: int) -> None:
         # Bounded memory: once the table grows, drop every key whose state has expired.

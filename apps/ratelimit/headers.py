@@ -18,22 +18,15 @@ POLICY_FIELD = "RateLimit-Policy"
 STATE_FIELD = "RateLimit"
 
 
-def _sf_string(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
-
-
 def policy_field(decisions: Sequence[Decision]) -> str:
     """Return the ``RateLimit-Policy`` value: each policy's quota and window."""
-    return ", ".join(
-        f"{_sf_string(d.policy.label)};q={d.policy.limit};w={d.policy.window}" for d in decisions
-    )
+    return ", ".join([d.policy.policy_member for d in decisions])
 
 
 def state_field(decisions: Sequence[Decision]) -> str:
     """Return the ``RateLimit`` value: remaining quota and seconds until it returns."""
     return ", ".join(
-        f"{_sf_string(d.policy.label)};r={d.remaining};t={d.reset_seconds}" for d in decisions
+        [f"{d.policy.field_label};r={d.remaining};t={d.reset_seconds}" for d in decisions]
     )
 
 

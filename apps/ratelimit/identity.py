@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject, empty
 from django.utils.module_loading import import_string
 from rest_framework.request import Request
 
@@ -44,11 +45,25 @@ def client_ip(request: HttpRequest | Request) -> str:
     trusted proxy is the client. A client can prepend anything to the header, but it
     cannot forge the hops that trusted proxies appended after it.
     """
-    remote = str(request.META.get("REMOTE_ADDR") or "")
-    networks = trusted_networks()
-    if not networks or not _is_trusted(remote, networks):
+    meta = request.META
+    remote = str(meta.get("REMOTE_ADDR") or "")
+    entries: Sequence[str] = settings.RATELIMIT_TRUSTED_PROXIES
+    if not entries:
         return remote
-    forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR") or "")
+    forwarded = str(meta.get("HTTP_X_FORWARDED_FOR") or "")
+    return _client_ip(remote, forwarded, tuple(entries))
+
+
+@lru_cache(maxsize=4096)
+def _client_ip(remote: str, forwarded: str, trusted: tuple[str, ...]) -> str:
+    """Return the client address for this peer, header and trusted proxies.
+
+    A pure function, so memoized: parsing addresses costs more than the rest of a
+    limit check, and a client sends the same values request after request.
+    """
+    networks = _networks(trusted)
+    if not _is_trusted(remote, networks):
+        return remote
     for hop in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
         try:
             address = str(ipaddress.ip_address(hop))
@@ -72,6 +87,14 @@ def _username(request: HttpRequest | Request) -> str:
 
 def _user_id(request: HttpRequest | Request) -> int | None:
     user = getattr(request, "user", None)
+    if (
+        isinstance(user, SimpleLazyObject)
+        and user._wrapped is empty
+        and settings.SESSION_COOKIE_NAME not in request.COOKIES
+    ):
+        # Django's user, not loaded yet, of a request without a session: anonymous.
+        # Loading it would read the session store and mark the response `Vary: Cookie`.
+        return None
     if user is not None and user.is_authenticated and isinstance(user.pk, int):
         return user.pk
     return None

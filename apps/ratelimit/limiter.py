@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import HttpRequest
+from prometheus_client import Counter
 from rest_framework.request import Request
 
 from apps.ratelimit import metrics
@@ -22,6 +24,10 @@ from apps.ratelimit.selectors import override_get
 
 logger = logging.getLogger(__name__)
 REQUEST_ATTRIBUTE = "ratelimit_decisions"
+# Decisions by policy name that a layer in front of the view (the public profile's fast
+# path) already made and recorded for this request; the view's own check takes them
+# instead of counting the request again.
+PREDECIDED_ATTRIBUTE = "ratelimit_predecided"
 
 
 @dataclass(frozen=True)
@@ -61,13 +67,15 @@ def counter_key(policy: Policy, key: str) -> str:
     return f"{prefix}:{policy.name}:{policy.algorithm}:{key}"
 
 
-def _store_outcome(policy: Policy, key: str, now_us: int | None) -> Outcome:
+def _store_start(policy: Policy, key: str, now_us: int | None) -> Callable[[], Outcome]:
     backend = get_backend(settings.RATELIMIT_REDIS_URL, settings.RATELIMIT_REDIS_TIMEOUT_MS)
     window_us = policy.window * 1_000_000
     if policy.algorithm == "sliding_window":
-        return backend.sliding_window(counter_key(policy, key), window_us, policy.limit, now_us)
+        return backend.start_sliding_window(
+            counter_key(policy, key), window_us, policy.limit, now_us
+        )
     interval_us = max(1, window_us // policy.limit)
-    return backend.gcra(counter_key(policy, key), interval_us, policy.effective_burst, now_us)
+    return backend.start_gcra(counter_key(policy, key), interval_us, policy.effective_burst, now_us)
 
 
 def hit(
@@ -80,33 +88,72 @@ def hit(
     and simulations. When the store is unreachable the policy's fail mode answers and
     ``ratelimit_errors_total`` rises.
     """
+    return start_hit(policy, key, user_id=user_id, now_us=now_us)()
+
+
+def start_hit(
+    policy: Policy | str, key: str, *, user_id: int | None = None, now_us: int | None = None
+) -> Callable[[], Decision]:
+    """Send ``hit``'s check to the store; return the function that gives its Decision.
+
+    Work done between the two overlaps the store's round trip. The returned function
+    must be called exactly once, before this thread checks anything else.
+    """
     resolved = get_policy(policy) if isinstance(policy, str) else policy
     if user_id is not None:
         override = override_get(user_id=user_id, policy=resolved.name)
         if override is not None:
             resolved = resolved.with_rate(*override)
     try:
-        outcome = _store_outcome(resolved, key, now_us)
+        pending = _store_start(resolved, key, now_us)
     except StoreUnavailable as exc:
-        metrics.ERRORS.labels(resolved.name).inc()
-        if not exc.breaker_open:
-            logger.warning(
-                "Rate limiter store unavailable for policy %s (%s): %s",
-                resolved.name,
-                "failing open" if resolved.fail_open else "failing closed",
-                exc,
-            )
-        allowed = resolved.fail_open
-        metrics.DECISIONS.labels(resolved.name, "allowed" if allowed else "refused").inc()
-        return Decision(resolved, allowed, 0, 1.0, 0.0, store_failed=True)
-    metrics.DECISIONS.labels(resolved.name, "allowed" if outcome.allowed else "refused").inc()
-    return Decision(
-        resolved,
-        outcome.allowed,
-        outcome.remaining,
-        outcome.retry_after_us / 1_000_000,
-        outcome.reset_after_us / 1_000_000,
-    )
+        failed = _store_failed(resolved, exc)
+        return lambda: failed
+
+    def finish() -> Decision:
+        try:
+            outcome = pending()
+        except StoreUnavailable as exc:
+            return _store_failed(resolved, exc)
+        _count_decision(resolved.name, outcome.allowed)
+        return Decision(
+            resolved,
+            outcome.allowed,
+            outcome.remaining,
+            outcome.retry_after_us / 1_000_000,
+            outcome.reset_after_us / 1_000_000,
+        )
+
+    return finish
+
+
+def _store_failed(policy: Policy, exc: StoreUnavailable) -> Decision:
+    """Count the failure and return the decision of the policy's fail mode."""
+    metrics.ERRORS.labels(policy.name).inc()
+    if not exc.breaker_open:
+        logger.warning(
+            "Rate limiter store unavailable for policy %s (%s): %s",
+            policy.name,
+            "failing open" if policy.fail_open else "failing closed",
+            exc,
+        )
+    _count_decision(policy.name, policy.fail_open)
+    return Decision(policy, policy.fail_open, 0, 1.0, 0.0, store_failed=True)
+
+
+# The labelled counter per (policy, allowed): `labels()` validates and locks on every
+# call, a dict lookup does not. Bounded by the declared policies.
+_decision_counters: dict[tuple[str, bool], Counter] = {}
+
+
+def _count_decision(policy_name: str, allowed: bool) -> None:
+    counter = _decision_counters.get((policy_name, allowed))
+    if counter is None:
+        outcome = "allowed" if allowed else "refused"
+        counter = _decision_counters[policy_name, allowed] = metrics.DECISIONS.labels(
+            policy_name, outcome
+        )
+    counter.inc()
 
 
 def decide_request(policy_name: str, request: HttpRequest | Request) -> Decision:
@@ -114,14 +161,35 @@ def decide_request(policy_name: str, request: HttpRequest | Request) -> Decision
 
     The remembered decisions become the response's RateLimit fields
     (``RateLimitHeadersMiddleware``). A DRF request is accepted as such, so that its
-    authenticated user and parsed body are what the scope sees.
+    authenticated user and parsed body are what the scope sees. A decision already
+    made for this request and policy by an earlier layer (see ``PREDECIDED_ATTRIBUTE``)
+    is returned instead of counting the request twice.
     """
-    policy = get_policy(policy_name)
-    key, user_id = scope_key(policy.scope, request)
-    decision = hit(policy, key, user_id=user_id)
+    return start_decision(policy_name, request)()
+
+
+def start_decision(policy_name: str, request: HttpRequest | Request) -> Callable[[], Decision]:
+    """Send ``decide_request``'s check; return the function that gives (and records) it.
+
+    As with ``start_hit``, the returned function must be called exactly once.
+    """
     # Kept on the Django request, the object the middleware sees.
     django_request: HttpRequest = getattr(request, "_request", request)
-    decisions: list[Decision] = getattr(django_request, REQUEST_ATTRIBUTE, [])
-    decisions.append(decision)
-    setattr(django_request, REQUEST_ATTRIBUTE, decisions)
-    return decision
+    predecided: dict[str, Decision] | None = django_request.__dict__.get(PREDECIDED_ATTRIBUTE)
+    if predecided and policy_name in predecided:
+        known = predecided.pop(policy_name)
+        return lambda: known
+    policy = get_policy(policy_name)
+    key, user_id = scope_key(policy.scope, request)
+    pending = start_hit(policy, key, user_id=user_id)
+
+    def finish() -> Decision:
+        decision = pending()
+        decisions: list[Decision] | None = django_request.__dict__.get(REQUEST_ATTRIBUTE)
+        if decisions is None:
+            setattr(django_request, REQUEST_ATTRIBUTE, [decision])
+        else:
+            decisions.append(decision)
+        return decision
+
+    return finish

@@ -9,6 +9,7 @@ it for one user.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, Literal
 
 from django.conf import settings
@@ -44,6 +45,17 @@ class Policy:
     def label(self) -> str:
         """Return the name used in the ``RateLimit`` and ``RateLimit-Policy`` fields."""
         return self.header_name or self.name
+
+    @cached_property
+    def field_label(self) -> str:
+        """Return ``label`` as a Structured Field string (quoted, escaped), built once."""
+        escaped = self.label.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+
+    @cached_property
+    def policy_member(self) -> str:
+        """Return this policy's member of the ``RateLimit-Policy`` field, built once."""
+        return f"{self.field_label};q={self.limit};w={self.window}"
 
     def with_rate(self, limit: int, window: int) -> Policy:
         """Return this policy with another rate; a fixed burst scales along with it."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -111,13 +111,14 @@ class PublicProfileApi(APIView):
         # The ETag is stored with the cached document, so a revalidation that hits the
         # cache is answered without touching the database.
         profile = user_profile_get_cached(user_id=user_id)
-        headers = {"ETag": profile.etag, "Cache-Control": _shared_cache_control()}
-        if profile.etag in _if_none_match(request):
+        headers = {"ETag": profile.etag, "Cache-Control": shared_cache_control()}
+        if profile.etag in if_none_match(request):
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
-        return _rendered_profiles.response(request, profile.etag, profile.data, headers)
+        return rendered_profiles.response(request, profile.etag, profile.data, headers)
 
 
-_rendered_profiles = RenderedByEtag()
+# The public profiles' JSON bytes by ETag; the fast path (apps/users/fastpath.py) shares them.
+rendered_profiles = RenderedByEtag()
 
 
 def _me(request: Request) -> User:
@@ -126,13 +127,15 @@ def _me(request: Request) -> User:
     return request.user
 
 
-def _shared_cache_control() -> str:
+def shared_cache_control() -> str:
+    """Return the public profile's ``Cache-Control``."""
     # Short: an edge cache cannot be told about an invalidation, so its copy may be
     # stale for at most max-age; revalidating with If-None-Match is cheap (a 304).
     max_age = settings.USER_PROFILE_HTTP_MAX_AGE_SECONDS
     return f"public, max-age={max_age}, s-maxage={max_age}, must-revalidate"
 
 
-def _if_none_match(request: Request) -> set[str]:
+def if_none_match(request: Request | HttpRequest) -> set[str]:
+    """Return the entity tags of the request's ``If-None-Match`` (weak ones as strong)."""
     raw = str(request.META.get("HTTP_IF_NONE_MATCH", ""))
     return {part.strip().removeprefix("W/") for part in raw.split(",") if part.strip()}

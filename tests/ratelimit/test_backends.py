@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from apps.ratelimit.backends import BREAKER_SECONDS, redis_backend
-from apps.ratelimit.limiter import Decision, hit
+from apps.ratelimit.limiter import Decision, hit, start_hit
 from tests.servers import wait_until
 
 
@@ -88,3 +88,13 @@ def test_check_is_a_redis_span_when_redis_py_is_traced(policy):
 
     assert decision.remaining == 999
     assert [span.name for span in exporter.get_finished_spans()] == ["EVALSHA"]
+
+
+def test_checks_sent_before_their_answers_are_read_get_their_own_answers(policy, set_policy):
+    set_policy("other", limit=5, window=60, algorithm="gcra")
+    first = start_hit(policy, "k")
+    second = start_hit("other", "k")
+    third = start_hit(policy, "k")
+
+    assert [first().remaining, second().remaining, third().remaining] == [999, 4, 998]
+    assert hit(policy, "k").remaining == 997

@@ -24,6 +24,19 @@ CACHE_GENERATION_BUMPS = Counter(
 )
 
 
+# The labelled counter per tier: `labels()` validates and locks on every call, and an
+# L1 hit costs less than that.
+_tier_counters: dict[str, Counter] = {}
+
+
+def count_request(tier: str) -> None:
+    """Count one read-through lookup answered by ``tier`` (l1, redis, database)."""
+    counter = _tier_counters.get(tier)
+    if counter is None:
+        counter = _tier_counters[tier] = CACHE_REQUESTS.labels(tier=tier)
+    counter.inc()
+
+
 def count_error(operation: str) -> None:
     """Count one failed Redis operation of the cache."""
     CACHE_ERRORS.labels(operation=operation).inc()

@@ -40,8 +40,8 @@ from apps.core.cache.listener import InvalidationListener
 from apps.core.cache.metrics import (
     CACHE_FILLS_REJECTED,
     CACHE_GENERATION_BUMPS,
-    CACHE_REQUESTS,
     count_error,
+    count_request,
 )
 
 Loader = Callable[[], Any]
@@ -140,13 +140,27 @@ class TieredCache:
         if use_l1:
             hit = self.l1.get(key)
             if hit is not None:
-                CACHE_REQUESTS.labels(tier="l1").inc()
+                count_request("l1")
                 return hit
         epoch = self.l1.epoch()
         value, shareable = self._single_flight(key, lambda: self._read_shared(key, loader, ttl))
         if value is not None and shareable and use_l1:
             self.l1.set(key, value, epoch=epoch, ttl=value.expires_at - time.time())
         return value
+
+    def peek(self, key: str) -> CachedValue | None:
+        """Return the value of ``key`` if this process's L1 holds it, without reading on.
+
+        A hit is counted as ``get`` counts it; a miss is not counted (the caller goes on
+        to ``get``, which counts where the value came from). Only a usable L1 answers:
+        the same rule as ``get``, so a peek is never staler than a read.
+        """
+        if not self._l1_usable():
+            return None
+        hit = self.l1.get(key)
+        if hit is not None:
+            count_request("l1")
+        return hit
 
     def _l1_usable(self) -> bool:
         if not self.l1.enabled or self.client is None or time.monotonic() < self._down_until:
@@ -189,7 +203,7 @@ class TieredCache:
             try:
                 current = self._read_redis(client, key)
                 if current is not None and not self._refresh_early(current):
-                    CACHE_REQUESTS.labels(tier="redis").inc()
+                    count_request("redis")
                     return current, True
                 lease = self._acquire_lease(client, key)
             except RedisError:
@@ -199,7 +213,7 @@ class TieredCache:
                 return self._fill(client, key, lease, loader, ttl)
             if current is not None:
                 # Someone else is refreshing early; the current value is still valid.
-                CACHE_REQUESTS.labels(tier="redis").inc()
+                count_request("redis")
                 return current, True
             if time.monotonic() >= deadline:
                 return self._load_uncached(loader)
@@ -246,7 +260,7 @@ class TieredCache:
         started = time.perf_counter()
         data = loader()
         elapsed = time.perf_counter() - started
-        CACHE_REQUESTS.labels(tier="database").inc()
+        count_request("database")
         try:
             if data is None:
                 self._scripts["RELEASE"](keys=[lease_key], args=[token], client=client)
@@ -267,7 +281,7 @@ class TieredCache:
     def _load_uncached(self, loader: Loader) -> tuple[CachedValue | None, bool]:
         started = time.perf_counter()
         data = loader()
-        CACHE_REQUESTS.labels(tier="database").inc()
+        count_request("database")
         if data is None:
             return None, False
         elapsed = time.perf_counter() - started
