@@ -39,3 +39,13 @@ def hang(marker_path: str) -> None:
         # Like code stuck in a C call: the soft limit's exception does not stop it.
         with contextlib.suppress(SoftTimeLimitExceeded):
             time.sleep(0.1)
+
+
+@shared_task(base=ReliableTask, name="tests.slow_note", ignore_result=True)
+def slow_note(marker_path: str, seconds: float) -> None:
+    """Note the start, work for ``seconds``, then note the end."""
+    with open(marker_path, "a") as marker:
+        marker.write("start\n")
+    time.sleep(seconds)
+    with open(marker_path, "a") as marker:
+        marker.write("done\n")
