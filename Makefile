@@ -14,6 +14,7 @@ help:
 	@echo "make test      run the whole suite against real PostgreSQL, Redis and RabbitMQ"
 	@echo "make lint      ruff (lint + format check) and mypy"
 	@echo "make bench     throughput ratios against a bare WSGI floor"
+	@echo "make stack     nginx :8080 -> gunicorn x2 -> PgBouncer -> PostgreSQL + replica; Redis, RabbitMQ, Celery (Ctrl-C stops all)"
 	@echo "make loadtest  k6 against BASE_URL (default the stack, http://127.0.0.1:8080)"
 	@echo "make find-capacity  k6 steps up the request rate until p95/failure thresholds break"
 	@echo "make dr-drill  restore + replica promotion on private PostgreSQL under var/dr; RPO/RTO"
