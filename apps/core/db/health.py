@@ -25,12 +25,14 @@ from apps.core.db.metrics import record_probe
 logger = logging.getLogger(__name__)
 
 # Lag is 0 while the replica has replayed all it received (an idle primary makes no
-# new WAL, so "time since the last replayed commit" alone would grow without lag).
+# new WAL, so "time since the last replayed commit" alone would grow without lag). After
+# a restart the receiver streams again from the start of its segment, behind what was
+# already replayed from local WAL: received <= replayed is caught up too, not lag.
 PROBE_SQL = """
 SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
             ELSE pg_current_wal_lsn() END::text,
        CASE WHEN NOT pg_is_in_recovery()
-              OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+              OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
             ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)
        END::float8
 """
