@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.servers import free_port
+from tests.servers import free_port, stop_group
 
 WORKER_READY_TIMEOUT = 60
 
@@ -226,14 +226,7 @@ def event_worker(
         wait_for(ready, WORKER_READY_TIMEOUT, "the celery worker")
         yield worker
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(popen.pid, signal.SIGTERM)
-        try:
-            popen.wait(20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(popen.pid, signal.SIGKILL)
-            popen.wait(5)
+        stop_group(popen, 20)
         log.close()
 
 

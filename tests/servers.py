@@ -101,14 +101,22 @@ class Process:
     def stop(self, timeout: float = 20) -> None:
         # Each server runs in its own process group, so wrappers that fork the real
         # server (RabbitMQ's) are stopped together with it.
+        stop_group(self.popen, timeout, self.stop_signal)
+
+
+def stop_group(
+    popen: subprocess.Popen[bytes], timeout: float = 20, stop_signal: int = signal.SIGTERM
+) -> None:
+    """Signal the process group of ``popen`` (started with ``start_new_session``), wait
+    up to ``timeout`` seconds, then SIGKILL whatever is left of it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(popen.pid, stop_signal)
+    try:
+        popen.wait(timeout)
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, self.stop_signal)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(5)
+            os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait(5)
 
 
 @dataclass

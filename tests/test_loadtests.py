@@ -14,7 +14,6 @@ import io
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from apps.observability.capacity import k6_summary_rps
 from apps.orders.demo_data import demo_data_seed
 from tests import events_worker
 from tests.events_worker import Worker
-from tests.servers import free_port, wait_until
+from tests.servers import free_port, stop_group, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 K6 = Path(sys.executable).parent / "k6"
@@ -89,13 +88,7 @@ def app_server(seeded: None, event_worker: Worker, tmp_path: Path) -> Iterator[s
         wait_until(ready, 60, "gunicorn")
         yield f"http://{HOST}:{port}"
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(popen.pid, signal.SIGTERM)
-        try:
-            popen.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(popen.pid, signal.SIGKILL)
-            popen.wait(5)
+        stop_group(popen, 30)
 
 
 def run_k6(script: str, base_url: str, out: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from celery import current_app
 from tests.events_worker import _purge_run_queues, _run_queue_names, wait_for
 from tests.events_worker import test_database_url as worker_database_url
 from tests.observability.conftest import samples
-from tests.servers import free_port
+from tests.servers import free_port, stop_group
 
 
 class MetricsWorker:
@@ -89,14 +88,7 @@ def metrics_worker(
         wait_for(ready, 90, "the celery worker's metrics endpoint")
         yield worker
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(popen.pid, signal.SIGTERM)
-        try:
-            popen.wait(20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(popen.pid, signal.SIGKILL)
-            popen.wait(5)
+        stop_group(popen, 20)
 
 
 def _task_count(text: str, task: str, state: str) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from apps.ratelimit.models import RateLimitOverride
 from apps.users.models import User
 from apps.users.services import token_create
 from tests.factories import PASSWORD, UserFactory
-from tests.servers import free_port, wait_until
+from tests.servers import free_port, stop_group, wait_until
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 # Anonymous, so every request counts against one key (the client address), and
@@ -95,12 +94,7 @@ def gunicorn(transactional_db, tmp_path) -> Iterator[Gunicorn]:
         wait_until(ready, 60, "gunicorn")
         yield server
     finally:
-        os.killpg(popen.pid, signal.SIGTERM)
-        try:
-            popen.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(popen.pid, signal.SIGKILL)
-            popen.wait(5)
+        stop_group(popen, 15)
 
 
 def test_a_thousand_requests_from_200_clients_admit_exactly_the_limit(gunicorn):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from tests.core.db.live import (
     replica_urls,
     wait_for,
 )
-from tests.servers import free_port, wait_until
+from tests.servers import free_port, stop_group, wait_until
 
 ALIAS = "replica_1"
 ROOT = Path(__file__).resolve().parents[3]
@@ -143,13 +142,7 @@ def _gunicorn(tmp_path: Path, replica_url: str) -> Iterator[int]:
         wait_until(answers, 60, "gunicorn")
         yield port
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(popen.pid, signal.SIGTERM)
-        try:
-            popen.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(popen.pid, signal.SIGKILL)
-            popen.wait(5)
+        stop_group(popen, 30)
 
 
 def test_gunicorn_workers_add_up_replica_reads_and_report_lag_in_one_scrape(replica, tmp_path):
