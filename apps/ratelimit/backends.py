@@ -14,6 +14,7 @@ import secrets
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from functools import lru_cache
 from typing import NamedTuple, Protocol
@@ -21,7 +22,7 @@ from typing import NamedTuple, Protocol
 import redis
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.retry import Retry
 
 from apps.ratelimit import scripts
@@ -118,9 +119,13 @@ class RedisBackend:
         encoding, retry wrapper, instrumentation hooks) costs more CPU than the round
         trip itself, on every API request; one fixed command needs none of it: its head
         is encoded once, and the request goes out in one ``sendall``. The answer is read
-        by the returned function, so a caller may do other work while Redis decides;
-        it must call it (exactly once) before this thread sends anything else. A
-        connection that failed is closed and reopened by the next check; a Redis that
+        by the returned function, so a caller may do other work while Redis decides.
+
+        Several checks may be in flight on the connection at once (a check started as
+        the request arrived, then another policy's): Redis answers in the order it was
+        asked, so each reader first takes the answers sent before its own, in order, and
+        keeps them for their readers (``_Pipe``). A connection that failed is closed, every
+        answer still expected on it fails, and the next check reopens it; a Redis that
         lost the script (a restart) gets it loaded again through the client.
         """
         if time.monotonic() < self._down_until:
@@ -132,7 +137,8 @@ class RedisBackend:
             except redis.RedisError as exc:
                 raise self._failed(exc) from exc
             return lambda: traced
-        connection = self._connection()
+        pipe = self._pipe()
+        connection = pipe.connection
         try:
             if connection._sock is None:
                 # Unannotated in redis-py; it also authenticates and selects the database.
@@ -140,19 +146,35 @@ class RedisBackend:
             sock: socket.socket = connection._sock  # type: ignore[assignment]  # connected
             sock.sendall(head + _bulk(key) + b"".join([_bulk(arg) for arg in args]))
         except (OSError, redis.RedisError) as exc:
-            connection.disconnect()  # type: ignore[no-untyped-call]  # unannotated in redis-py
-            raise self._failed(exc) from exc
+            failure = self._failed(exc)
+            pipe.abandon(failure)
+            raise failure from exc
+        expected = _Expected()
+        pipe.expected.append(expected)
 
         def finish() -> Outcome:
-            try:
+            while expected.reply is _UNREAD:
                 try:
-                    reply = connection.read_response()
-                except NoScriptError:
+                    reply: object = connection.read_response()
+                except ResponseError as exc:
+                    # An error answer to one command: the stream is still in step.
+                    reply = exc
+                except (OSError, redis.RedisError) as exc:
+                    pipe.abandon(self._failed(exc))
+                    break
+                pipe.expected.popleft().reply = reply
+            reply = expected.reply
+            try:
+                if isinstance(reply, StoreUnavailable):
+                    raise reply
+                if isinstance(reply, NoScriptError):
                     # Not run: run it through the client, which loads it first.
                     reply = script(keys=[key], args=args)
+                elif isinstance(reply, ResponseError):
+                    raise reply
             except redis.RedisError as exc:
                 raise self._failed(exc) from exc
-            return _outcome(reply)
+            return _outcome(reply)  # type: ignore[arg-type]  # the scripts' reply shape
 
         return finish
 
@@ -160,15 +182,42 @@ class RedisBackend:
         self._down_until = time.monotonic() + BREAKER_SECONDS
         return StoreUnavailable(str(exc) or type(exc).__name__)
 
-    def _connection(self) -> redis.connection.AbstractConnection:
+    def _pipe(self) -> _Pipe:
         local = self._local
-        connection: redis.connection.AbstractConnection | None = getattr(local, "connection", None)
+        pipe: _Pipe | None = getattr(local, "pipe", None)
         # A connection opened before a fork belongs to the parent: never share its socket.
-        if connection is None or local.pid != os.getpid():
+        if pipe is None or pipe.pid != os.getpid():
             pool = self.client.connection_pool
-            connection = pool.connection_class(**pool.connection_kwargs)
-            local.connection, local.pid = connection, os.getpid()
-        return connection
+            pipe = local.pipe = _Pipe(pool.connection_class(**pool.connection_kwargs))
+        return pipe
+
+
+# The value of an expected answer not read yet.
+_UNREAD = object()
+
+
+class _Expected:
+    """One answer a reader is waiting for: ``_UNREAD`` until read off the connection."""
+
+    __slots__ = ("reply",)
+
+    def __init__(self) -> None:
+        self.reply: object = _UNREAD
+
+
+class _Pipe:
+    """A thread's own connection, and the answers expected on it in the order they come."""
+
+    def __init__(self, connection: redis.connection.AbstractConnection) -> None:
+        self.connection = connection
+        self.pid = os.getpid()
+        self.expected: deque[_Expected] = deque()
+
+    def abandon(self, failure: StoreUnavailable) -> None:
+        """Close the connection; every answer still expected on it fails with ``failure``."""
+        self.connection.disconnect()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+        while self.expected:
+            self.expected.popleft().reply = failure
 
 
 def _outcome(reply: list[int]) -> Outcome:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -18,7 +18,7 @@ from rest_framework.request import Request
 
 from apps.ratelimit import metrics
 from apps.ratelimit.backends import Outcome, StoreUnavailable, get_backend
-from apps.ratelimit.identity import scope_key
+from apps.ratelimit.identity import client_ip, scope_key
 from apps.ratelimit.policies import Policy, get_policy
 from apps.ratelimit.selectors import override_get
 
@@ -28,6 +28,11 @@ REQUEST_ATTRIBUTE = "ratelimit_decisions"
 # path) already made and recorded for this request; the view's own check takes them
 # instead of counting the request again.
 PREDECIDED_ATTRIBUTE = "ratelimit_predecided"
+# Checks by policy name sent as the request arrived (``EarlyCheckMiddleware``), not read
+# yet; the view's own check takes its answer instead of counting the request again.
+PRESTARTED_ATTRIBUTE = "ratelimit_prestarted"
+# Scopes whose key, for a request without credentials, is its client address.
+_ADDRESS_SCOPES = frozenset({"user_or_ip", "ip", "token"})
 
 
 @dataclass(frozen=True)
@@ -181,15 +186,65 @@ def start_decision(policy_name: str, request: HttpRequest | Request) -> Callable
         return lambda: known
     policy = get_policy(policy_name)
     key, user_id = scope_key(policy.scope, request)
+    prestarted: dict[str, EarlyCheck] | None = django_request.__dict__.get(PRESTARTED_ATTRIBUTE)
+    early = prestarted.pop(policy_name, None) if prestarted else None
+    if early is not None:
+        if early.key == key and user_id is None:
+            return lambda: record_decision(django_request, early.pending())
+        # Sent for someone the request turned out not to be (a custom authentication
+        # class): its answer is read and dropped; this check counts the right key.
+        early.pending()
     pending = start_hit(policy, key, user_id=user_id)
+    return lambda: record_decision(django_request, pending())
 
-    def finish() -> Decision:
-        decision = pending()
-        decisions: list[Decision] | None = django_request.__dict__.get(REQUEST_ATTRIBUTE)
-        if decisions is None:
-            setattr(django_request, REQUEST_ATTRIBUTE, [decision])
-        else:
-            decisions.append(decision)
-        return decision
 
-    return finish
+def record_decision(request: HttpRequest, decision: Decision) -> Decision:
+    """Remember ``decision`` on ``request`` for its RateLimit fields; return it."""
+    decisions: list[Decision] | None = request.__dict__.get(REQUEST_ATTRIBUTE)
+    if decisions is None:
+        setattr(request, REQUEST_ATTRIBUTE, [decision])
+    else:
+        decisions.append(decision)
+    return decision
+
+
+@dataclass(frozen=True)
+class EarlyCheck:
+    """A check sent before the view asked for it: the key it counted, and its reader."""
+
+    key: str
+    pending: Callable[[], Decision]
+
+
+def start_early_checks(request: HttpRequest, policy_names: Iterable[str]) -> bool:
+    """Send the checks of ``policy_names`` for ``request`` now, for its view to take.
+
+    Only for a request without credentials (no ``Authorization`` header, no session
+    cookie) and policies whose key is then its client address: the key is known before
+    anything reads a session or a token, and Redis decides while the rest of the stack
+    runs. Return whether any check was sent; ``finish_early_checks`` must follow.
+    """
+    meta = request.META
+    if "HTTP_AUTHORIZATION" in meta or (
+        "HTTP_COOKIE" in meta and settings.SESSION_COOKIE_NAME in request.COOKIES
+    ):
+        return False
+    checks: dict[str, EarlyCheck] = {}
+    for name in policy_names:
+        policy = get_policy(name)
+        if policy.scope in _ADDRESS_SCOPES and name not in checks:
+            key = f"ip:{client_ip(request)}"
+            checks[name] = EarlyCheck(key, start_hit(policy, key))
+    if checks:
+        setattr(request, PRESTARTED_ATTRIBUTE, checks)
+    return bool(checks)
+
+
+def finish_early_checks(request: HttpRequest) -> list[Decision]:
+    """Read the early checks no view took (it refused the request first, or never ran).
+
+    The request was counted all the same, so their decisions are recorded like any
+    other and returned.
+    """
+    checks: dict[str, EarlyCheck] = request.__dict__.pop(PRESTARTED_ATTRIBUTE, None) or {}
+    return [record_decision(request, check.pending()) for check in checks.values()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pytest
@@ -40,7 +41,7 @@ def test_check_after_its_connection_was_killed_reconnects_once_the_breaker_close
     policy, redis_client
 ):
     assert hit(policy, "k").remaining == 999
-    local_port = _backend()._connection()._sock.getsockname()[1]
+    local_port = _backend()._pipe().connection._sock.getsockname()[1]
     assert redis_client.client_kill(f"127.0.0.1:{local_port}")
 
     failed = hit(policy, "k")
@@ -63,7 +64,7 @@ def test_each_thread_checks_on_a_connection_of_its_own(policy):
 
     def check() -> None:
         hit(policy, "k")
-        connections.append(_backend()._connection())
+        connections.append(_backend()._pipe().connection)
 
     threads = [threading.Thread(target=check) for _ in range(3)]
     for thread in threads:
@@ -98,3 +99,39 @@ def test_checks_sent_before_their_answers_are_read_get_their_own_answers(policy,
 
     assert [first().remaining, second().remaining, third().remaining] == [999, 4, 998]
     assert hit(policy, "k").remaining == 997
+
+
+def test_answers_read_out_of_order_still_reach_their_own_checks(policy, set_policy):
+    set_policy("other", limit=5, window=60, algorithm="gcra")
+    first = start_hit(policy, "k")
+    second = start_hit("other", "k")
+    third = start_hit(policy, "k")
+
+    # The last reader takes the two answers before its own and keeps them for theirs.
+    assert third().remaining == 998
+    assert second().remaining == 4
+    assert first().remaining == 999
+
+
+def test_a_connection_lost_with_checks_in_flight_fails_each_by_its_fail_mode(
+    policy, set_policy, redis_client
+):
+    set_policy("closed", limit=5, window=60, algorithm="gcra", fail_open=False)
+    assert hit(policy, "k").remaining == 999
+    local_port = _backend()._pipe().connection._sock.getsockname()[1]
+    first = start_hit(policy, "k")
+    second = start_hit("closed", "k")
+    # Both checks are on the wire; the connection dies before either answer is read.
+    wait_until(
+        lambda: _backend()._pipe().connection._sock.recv(1, socket.MSG_PEEK) != b"",
+        5,
+        "both answers arriving",
+    )
+    assert redis_client.client_kill(f"127.0.0.1:{local_port}")
+    _backend()._pipe().connection._sock.close()
+
+    opened, closed = first(), second()
+
+    assert (opened.store_failed, opened.allowed) == (True, True)
+    assert (closed.store_failed, closed.allowed) == (True, False)
+    assert _backend()._pipe().expected == type(_backend()._pipe().expected)()
