@@ -5,7 +5,9 @@ Redis, so every figure is measured in the same run next to its peer:
 
 - added latency: a sequential client sends the views' requests interleaved one by one
   (over 64 client keys, each well inside its quota) and compares each limited view's
-  median with its unlimited twin's;
+  median with its unlimited twin's; once with Redis sharing the cores with gunicorn
+  and the client, and once with Redis on a core of its own (``placement``), as on its
+  own host in production;
 - exactness: 1,000 requests with one key from 200 concurrent clients, limit 100 per
   60 s, Redis flushed before each burst; admitted counts for ours, DRF's
   ``AnonRateThrottle`` and django-ratelimit, plus django-ratelimit with the burst timed
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import redis
 
+from loadtests.bench import placement
 from loadtests.bench.errors import BenchError
 from tests.servers import Servers
 
@@ -242,7 +245,15 @@ class Scenario:
     limit: int = LIMIT
 
 
-def measure_peers(scenario: Scenario) -> tuple[dict[str, float], list[BurstResult]]:
+@dataclass(frozen=True)
+class Latencies:
+    """Each view's median latency in ms: Redis sharing the cores, and on its own core."""
+
+    shared: dict[str, float]
+    apart: dict[str, float] | None
+
+
+def measure_peers(scenario: Scenario) -> tuple[Latencies, list[BurstResult]]:
     """Start the peer server on a private Redis; return the medians and the bursts' counts.
 
     Every server is stopped and the private directory removed, whatever happens.
@@ -268,7 +279,12 @@ def measure_peers(scenario: Scenario) -> tuple[dict[str, float], list[BurstResul
             client = redis.Redis.from_url(redis_url)
             try:
                 server.wait_ready("/healthz")
-                latency = measure_latency(server.port, scenario.requests)
+                shared = measure_latency(server.port, scenario.requests)
+                apart = None
+                if placement.can_separate():
+                    redis_pid = next(p.popen.pid for p in servers.processes if p.name == "redis")
+                    with placement.redis_on_own_core(redis_pid, server.popen.pid):
+                        apart = measure_latency(server.port, scenario.requests)
                 results = [
                     run_burst(server.port, burst, scenario, flush=client.flushdb)
                     for burst in BURSTS
@@ -278,7 +294,20 @@ def measure_peers(scenario: Scenario) -> tuple[dict[str, float], list[BurstResul
                 server.stop()
         finally:
             servers.stop()
-    return latency, results
+    return Latencies(shared, apart), results
+
+
+def latency_lines(latency: Mapping[str, float]) -> list[str]:
+    """Return one line per view: its median, and what it adds to its unlimited twin."""
+    width = max(len(v.label) for v in LATENCY_VIEWS) + 2
+    lines = []
+    for view in LATENCY_VIEWS:
+        line = f"    {view.label:<{width}} p50 {latency[view.path]:6.3f} ms"
+        if view.baseline is not None:
+            added = latency[view.path] - latency[view.baseline]
+            line += f"  added {added:+.3f} ms"
+        lines.append(line)
+    return lines
 
 
 def run_section(scenario: Scenario | None = None, out: Callable[[str], None] = print) -> int:
@@ -290,23 +319,21 @@ def run_section(scenario: Scenario | None = None, out: Callable[[str], None] = p
     return 0
 
 
-def report(
-    latency: Mapping[str, float], results: list[BurstResult], scenario: Scenario
-) -> list[str]:
+def report(latency: Latencies, results: list[BurstResult], scenario: Scenario) -> list[str]:
     """Return the section's lines: each limited view next to its unlimited twin and peers."""
-    width = max(len(v.label) for v in LATENCY_VIEWS) + 2
     lines = [
         "",
         f"rate limiting (gunicorn sync -w {scenario.workers}, private Redis, one server, same run)",
         f"  added latency at p50: sequential client, {scenario.requests} requests per view "
         f"interleaved one by one, {LATENCY_KEYS} client keys (goal: ours <= {LATENCY_GOAL_MS} ms)",
+        "   Redis sharing the cores with gunicorn and the client:",
+        *latency_lines(latency.shared),
     ]
-    for view in LATENCY_VIEWS:
-        line = f"    {view.label:<{width}} p50 {latency[view.path]:6.3f} ms"
-        if view.baseline is not None:
-            added = latency[view.path] - latency[view.baseline]
-            line += f"  added {added:+.3f} ms"
-        lines.append(line)
+    if latency.apart is not None:
+        lines += [
+            "   Redis on a core of its own (pinned; gunicorn and the client on the others):",
+            *latency_lines(latency.apart),
+        ]
     lines.append(
         f"  exactness: {scenario.total} requests, one key, {scenario.clients} concurrent clients, "
         f"limit {scenario.limit}/{WINDOW} s, Redis flushed before each burst"
