@@ -22,9 +22,10 @@ from apps.ratelimit.throttles import PolicyThrottle
 
 # Attribute the ``ratelimit`` decorator sets on the view it returns: the policy names.
 VIEW_POLICIES_ATTRIBUTE = "ratelimit_policies"
+# Longer paths are resolved every time rather than kept: the memo stays a few hundred KB.
+MEMO_PATH_MAX_LENGTH = 128
 
 
-@lru_cache(maxsize=4096)
 def policies_for_path(urlconf: str | None, path: str) -> tuple[str, ...]:
     """Return the policies the view ``path`` resolves to checks (none for a 404).
 
@@ -32,11 +33,20 @@ def policies_for_path(urlconf: str | None, path: str) -> tuple[str, ...]:
     asks for the same paths again and again. The URLconf is fixed while a process runs
     (tests that swap it clear this through ``setting_changed``).
     """
+    if len(path) > MEMO_PATH_MAX_LENGTH:
+        return _resolve_policies(urlconf, path)
+    return _memoized_policies(urlconf, path)
+
+
+def _resolve_policies(urlconf: str | None, path: str) -> tuple[str, ...]:
     try:
         match = resolve(path, urlconf)
     except Resolver404:
         return ()
     return view_policies(match.func)
+
+
+_memoized_policies = lru_cache(maxsize=4096)(_resolve_policies)
 
 
 def view_policies(view: Callable[..., Any]) -> tuple[str, ...]:
@@ -62,4 +72,4 @@ def view_policies(view: Callable[..., Any]) -> tuple[str, ...]:
 def forget_routes(*, setting: str = "", **kwargs: Any) -> None:
     """Forget the memoized routes when the URLconf or the throttle defaults change."""
     if setting in ("ROOT_URLCONF", "REST_FRAMEWORK"):
-        policies_for_path.cache_clear()
+        _memoized_policies.cache_clear()

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from apps.ratelimit.decorators import ratelimit
 from apps.ratelimit.limiter import PRESTARTED_ATTRIBUTE, decide_request, hit
 from apps.ratelimit.middleware import EarlyCheckMiddleware
-from apps.ratelimit.routes import policies_for_path, view_policies
+from apps.ratelimit.routes import _memoized_policies, policies_for_path, view_policies
 from apps.ratelimit.throttles import ApiRateThrottle, LoginRateThrottle, PolicyThrottle
 from tests.ratelimit.sfv import parse_list
 
@@ -127,3 +127,12 @@ def test_paths_resolve_to_their_views_policies():
     assert policies_for_path(None, "/api/v1/auth/token") == ("login",)
     assert policies_for_path(None, "/healthz") == ()
     assert policies_for_path(None, "/no/such/path") == ()
+
+
+def test_long_paths_resolve_without_being_kept():
+    before = _memoized_policies.cache_info().currsize
+
+    assert policies_for_path(None, "/api/v1/users/" + "1" * 200) == ("api",)
+    assert _memoized_policies.cache_info().currsize == before
+    assert policies_for_path(None, "/api/v1/users/" + "9" * 20) == ("api",)
+    assert _memoized_policies.cache_info().currsize == before + 1
