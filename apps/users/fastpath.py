@@ -12,11 +12,16 @@ middleware answers it itself, exactly as that stack would:
   middleware it skips adds (``SecurityMiddleware``, ``XFrameOptionsMiddleware``: run
   here on the response; ``Content-Length``);
 - the request is counted once by each of the view's rate-limit policies; a refused
-  request, an L1 miss or an unknown id goes on to the view *with the decisions
-  already made* (``PREDECIDED_ATTRIBUTE``), which answers 429, reads Redis or the
-  database, or answers 404 without counting the request again;
+  request goes on to the view *with the decisions already made*
+  (``PREDECIDED_ATTRIBUTE``), which answers 429 without counting it again; an L1 miss
+  or an unknown id goes on to the view untouched (its own check counts it);
 - metrics, the request id and the access log sit in front of this middleware, so they
   see fast answers like any other (the endpoint label is set here, no URL resolution).
+
+The WSGI entry point (``apps/users/fastpath_wsgi.py``) makes the same test first
+(``PublicProfileFastPath.claim``) and runs a claimed request through the same
+middleware chain without Django's per-request handler work; the claim it leaves on the
+request (``CLAIM_ATTRIBUTE``) is taken here instead of testing and reading L1 again.
 
 Anything else goes the usual way untouched: another method or path, an
 ``Authorization`` header or a session cookie (the user may be someone), an ``Accept``
@@ -31,7 +36,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -41,7 +46,7 @@ from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.urls import NoReverseMatch, Resolver404, get_script_prefix, resolve, reverse
 
-from apps.core.cache import tiered_cache
+from apps.core.cache import CachedValue, tiered_cache
 from apps.observability.middleware import route_template, set_endpoint_label
 from apps.ratelimit.headers import apply_headers
 from apps.ratelimit.limiter import PREDECIDED_ATTRIBUTE, Decision, start_decision
@@ -53,6 +58,8 @@ logger = logging.getLogger(__name__)
 GetResponse = Callable[[HttpRequest], HttpResponseBase]
 
 FAST_PATH_MIDDLEWARE = "apps.users.fastpath.PublicProfileFastPathMiddleware"
+# Where the WSGI entry point leaves its claim on a request (see `Claim`).
+CLAIM_ATTRIBUTE = "_profile_fast_path_claim"
 # Middleware that does nothing for a request the fast path answers: an anonymous GET
 # without cookie, body or query, served from memory (no session, user, CSRF token,
 # message, database read or write, static file).
@@ -82,7 +89,7 @@ _JSON = "application/json"
 
 @dataclass(frozen=True)
 class _Plan:
-    """What the fast path needs, worked out once per middleware instance."""
+    """What the fast path needs, worked out once per stack."""
 
     prefix: str
     endpoint: str
@@ -91,10 +98,43 @@ class _Plan:
     # Header-only middleware behind this one, innermost first (the order they run in).
     response_middleware: tuple[SecurityMiddleware | XFrameOptionsMiddleware, ...]
     security: SecurityMiddleware | None
+    # The header fields of the first answer of each kind (see `_profile_response`).
+    fields_by_kind: dict[tuple[bool, bool, str], dict[str, tuple[str, str]]] = field(
+        default_factory=dict
+    )
 
 
-class PublicProfileFastPathMiddleware:
-    """Answer anonymous ``GET /api/v1/users/{id}`` from L1; hand anything else on."""
+# Digits of an id the fast path takes: any `bigint` id, and never so many that `int()`
+# refuses them (the view's URL converter answers those).
+_MAX_ID_DIGITS = 19
+
+
+@dataclass(slots=True)
+class Claim:
+    """A request the fast path answers: whose profile, and the copy L1 holds of it."""
+
+    user_id: int
+    profile: CachedValue
+    # Called before a claimed request goes on to the view after all (a refusal): the
+    # WSGI entry point starts there the Django request cycle it skipped.
+    on_hand_over: Callable[[HttpRequest], None] | None = None
+    # Whether the fast path answered (False: the view did).
+    answered: bool = False
+
+    def hand_over(self, request: HttpRequest, get_response: GetResponse) -> HttpResponseBase:
+        """Send ``request`` on to the rest of the stack, and so to the view."""
+        if self.on_hand_over is not None:
+            self.on_hand_over(request)
+        return get_response(request)
+
+
+class PublicProfileFastPath:
+    """Which requests the fast path answers, and its answer, for one middleware stack.
+
+    ``get_response`` is the stack behind the fast path's place in MIDDLEWARE: a claimed
+    request the fast path does not answer after all goes on there, and the header-only
+    middleware there are run on the fast answers.
+    """
 
     def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
@@ -105,47 +145,64 @@ class PublicProfileFastPathMiddleware:
         self._hosts: dict[str, bool] = {}
         self._hosts_for: object = None
 
-    def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        plan = self._plan if self._planned else self._make_plan()
+    def plan(self) -> _Plan | None:
+        """Return the plan for the configured stack, or None when the fast path is off."""
+        if not self._planned:
+            with self._lock:
+                if not self._planned:
+                    self._plan = _plan_for(self.get_response)
+                    self._planned = True
+        return self._plan
+
+    def claim(self, request: HttpRequest) -> Claim | None:
+        """Return the claim on ``request`` if the fast path answers it (L1 holds the
+        profile), else None: the request then goes the usual way untouched.
+        """
+        plan = self.plan()
         if plan is None or request.method != "GET":
-            return self.get_response(request)
+            return None
         path = request.path_info
         if not path.startswith(plan.prefix):
-            return self.get_response(request)
+            return None
         digits = path[len(plan.prefix) :]
-        if not (digits.isascii() and digits.isdigit()) or not self._eligible(request, plan):
-            return self.get_response(request)
-        return self._answer(request, plan, int(digits))
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > _MAX_ID_DIGITS:
+            return None
+        if not self._eligible(request, plan):
+            return None
+        user_id = int(digits)
+        profile = tiered_cache().peek(user_cache_key(user_id))
+        return None if profile is None else Claim(user_id, profile)
 
     # --- the answer ----------------------------------------------------------------------
 
-    def _answer(self, request: HttpRequest, plan: _Plan, user_id: int) -> HttpResponseBase:
+    def answer(self, request: HttpRequest, claim: Claim) -> HttpResponseBase:
+        """Return the stack's answer to a claimed request: the fast one, or the view's
+        (with the rate-limit decisions made here) when a policy refuses it.
+        """
+        plan = self.plan()
+        if plan is None:
+            return claim.hand_over(request, self.get_response)
         set_endpoint_label(request, plan.endpoint)
-        # The checks go out first; the answer is prepared while Redis decides, and is
-        # sent only if every policy lets the request pass.
+        # The checks go out first (unless sent as the request arrived); the answer is
+        # prepared while Redis decides, and is sent only if every policy lets it pass.
         pending: list[Callable[[], Decision]] = []
-        response: HttpResponse | None = None
         try:
             # Every check sent is read back, even if a later step raises: an unread
             # answer would be taken for the next check's on this connection.
             for name in plan.policies:
                 pending.append(start_decision(name, request))
-            profile = tiered_cache().peek(user_cache_key(user_id))
-            if profile is not None:
-                response = _profile_response(request, plan, profile.etag, profile.data)
+            profile = claim.profile
+            response = _profile_response(request, plan, profile.etag, profile.data)
         finally:
             decisions = [finish() for finish in pending]
-        if response is None or not all(decision.allowed for decision in decisions):
-            # Not in L1, or refused: the view answers, with the decisions made here.
-            self._predecide(request, plan, decisions)
-            return self.get_response(request)
+        if not all(decision.allowed for decision in decisions):
+            # Refused: the view answers, with the decisions made here.
+            setattr(request, PREDECIDED_ATTRIBUTE, dict(zip(plan.policies, decisions, strict=True)))
+            return claim.hand_over(request, self.get_response)
         if decisions:
             apply_headers(response, decisions)
+        claim.answered = True
         return response
-
-    @staticmethod
-    def _predecide(request: HttpRequest, plan: _Plan, decisions: list[Decision]) -> None:
-        setattr(request, PREDECIDED_ATTRIBUTE, dict(zip(plan.policies, decisions, strict=True)))
 
     # --- which requests ------------------------------------------------------------------
 
@@ -184,22 +241,68 @@ class PublicProfileFastPathMiddleware:
             self._hosts[raw] = known
         return known
 
-    # --- the plan ------------------------------------------------------------------------
 
-    def _make_plan(self) -> _Plan | None:
-        with self._lock:
-            if not self._planned:
-                self._plan = _plan_for(self.get_response)
-                self._planned = True
-        return self._plan
+class PublicProfileFastPathMiddleware:
+    """Answer anonymous ``GET /api/v1/users/{id}`` from L1; hand anything else on."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self.fast_path = PublicProfileFastPath(get_response)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        # Claimed by the WSGI entry point already, or tested here.
+        claim: Claim | None = request.__dict__.pop(CLAIM_ATTRIBUTE, None)
+        if claim is None:
+            claim = self.fast_path.claim(request)
+            if claim is None:
+                return self.get_response(request)
+        return self.fast_path.answer(request, claim)
 
 
 def _profile_response(request: HttpRequest, plan: _Plan, etag: str, data: Any) -> HttpResponse:
     """Return the stack's 200 (or 304 for a matching ``If-None-Match``) for the profile,
     all but its RateLimit fields.
+
+    The header fields are the same for every answer of one kind (status, scheme and
+    ``Cache-Control``) but for the ETag and Content-Length: the first answer of each
+    kind is built field by field (``_built_response``), and the next ones get a copy of
+    its fields, as Django checked and stored them, with those two set over it. Setting
+    a field costs more than the rest of the answer, and there are a dozen.
     """
-    headers = {"ETag": etag, "Cache-Control": apis.shared_cache_control()}
-    if etag in apis.if_none_match(request):
+    cache_control = apis.shared_cache_control()
+    not_modified = etag in apis.if_none_match(request)
+    kind = (not_modified, request.is_secure(), cache_control)
+    fields = plan.fields_by_kind.get(kind)
+    if fields is None:
+        response = _built_response(request, plan, etag, data, cache_control, not_modified)
+        # `ResponseHeaders` keeps each field as (name, value) under its lower-cased name.
+        plan.fields_by_kind[kind] = dict(response.headers._store)
+        return response
+    if not_modified:
+        body = b""
+        response = HttpResponse(status=304)
+    else:
+        body = apis.rendered_profiles.body(etag, data)
+        response = HttpResponse(body)
+    response.headers._store = dict(fields)
+    # Both already in `fields`, so they keep their place.
+    response["ETag"] = etag
+    response["Content-Length"] = str(len(body))
+    return response
+
+
+def _built_response(
+    request: HttpRequest,
+    plan: _Plan,
+    etag: str,
+    data: Any,
+    cache_control: str,
+    not_modified: bool,
+) -> HttpResponse:
+    """Return the answer as the view and the header-only middleware behind make it."""
+    headers = {"ETag": etag, "Cache-Control": cache_control}
+    if not_modified:
+        body = b""
         response = HttpResponse(status=304, headers=headers)
         # DRF drops the type of an empty body.
         del response["Content-Type"]
@@ -208,7 +311,7 @@ def _profile_response(request: HttpRequest, plan: _Plan, etag: str, data: Any) -
         response = HttpResponse(body, content_type=_JSON, headers=headers)
     for name, value in plan.view_headers:
         response[name] = value
-    response["Content-Length"] = str(len(response.content))
+    response["Content-Length"] = str(len(body))
     for middleware in plan.response_middleware:
         # Both return the response they were given, with fields added.
         response = middleware.process_response(request, response)

@@ -16,22 +16,13 @@ from apps.core.cache import TieredCache, use_tiered_cache
 from apps.users.fastpath import FAST_PATH_MIDDLEWARE
 from apps.users.models import User
 from apps.users.services import user_update_profile
-from tests.core.cache.nodes import TEST_CONFIG, listening, node_factory
+from tests.core.cache.nodes import TEST_CONFIG
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # Header fields whose value differs between any two responses.
 PER_REQUEST = {"X-Request-ID", "RateLimit"}
-
-
-@pytest.fixture
-def node():
-    """Install a fresh tiered cache whose L1 is usable (its subscription is live)."""
-    for make in node_factory():
-        cache = listening(make())
-        with use_tiered_cache(cache):
-            yield cache
 
 
 @pytest.fixture
