@@ -28,10 +28,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadtests.bench import cpu
 from loadtests.bench.errors import BenchError
 from loadtests.bench.gunicorn import GunicornServer, start_gunicorn
 from loadtests.bench.targets import BASE_DIR, base_environment, manage
@@ -47,6 +51,8 @@ LATENCY_SECONDS = 10
 THROUGHPUT_GOAL = 0.25
 P99_GOAL_SECONDS = 1.0
 SETTLE_TIMEOUT = 120.0
+# The names RabbitMQ's processes run under: the Erlang VM and its helpers.
+RABBITMQ_PROCESSES = ("beam.smp", "erl_child_setup", "epmd", "inet_gethost")
 # One worker, tuned as for the fast queue (README "Events and queues"): a few messages
 # prefetched per process keep the pool busy instead of waiting a broker round trip
 # between tasks. One process per core: with the web server on the same two cores, four
@@ -140,16 +146,39 @@ def _wrk(url: str, seconds: int, script_args: list[str] | None = None) -> WrkRes
     return parsed
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Order placement's wrk rounds, and the CPU seconds each part of the machine spent."""
+
+    rounds: list[WrkResult]
+    cpu_seconds: dict[str, float]
+
+    def cpu_ms_per_order(self) -> dict[str, float]:
+        orders = sum(r.requests for r in self.rounds)
+        return {name: s * 1000 / orders for name, s in self.cpu_seconds.items()}
+
+
 def _throughput(
     bare: GunicornServer, web: GunicornServer, product_id: str, token: str
-) -> tuple[list[WrkResult], list[WrkResult]]:
+) -> tuple[list[WrkResult], Placement]:
     """Return the floor's and order placement's wrk rounds, run alternately."""
     runs = {"place": 0}
+    groups = {
+        "web": cpu.process_tree(web.popen.pid),
+        "PostgreSQL": cpu.named("postgres"),
+        "RabbitMQ": cpu.named(*RABBITMQ_PROCESSES),
+        "wrk": cpu.named("wrk"),
+    }
+    cpu_seconds: Counter[str] = Counter()
 
     def place(seconds: int) -> WrkResult:
         runs["place"] += 1
         args = [product_id, token, f"k{runs['place']}"]
-        return _wrk(web.base_url + "/api/v1/orders", seconds, args)
+        before = cpu.snapshot()
+        result = _wrk(web.base_url + "/api/v1/orders", seconds, args)
+        if seconds == DURATION_SECONDS:
+            cpu_seconds.update(cpu.spent(before, cpu.snapshot(), groups))
+        return result
 
     _progress("warm-up     bare WSGI floor, order placement")
     _wrk(bare.base_url + "/", 1)
@@ -167,7 +196,7 @@ def _throughput(
             f"round {number}/{ROUNDS}   floor {floor[-1].requests_per_second:.0f} req/s, "
             f"orders {placed[-1].requests_per_second:.0f} req/s"
         )
-    return floor, placed
+    return floor, Placement(placed, dict(cpu_seconds))
 
 
 def _start_worker(
@@ -308,7 +337,8 @@ def _each_queue(env: dict[str, str], method: str) -> None:
                     channel.exchange_delete(exchange)
 
 
-def _print(floor: list[WrkResult], placed: list[WrkResult], latencies: list[float]) -> int:
+def _print(floor: list[WrkResult], placement: Placement, latencies: list[float]) -> int:
+    placed = placement.rounds
     floor_rps = statistics.fmean(r.requests_per_second for r in floor)
     placed_rps = statistics.fmean(r.requests_per_second for r in placed)
     ratio = placed_rps / floor_rps
@@ -325,12 +355,38 @@ def _print(floor: list[WrkResult], placed: list[WrkResult], latencies: list[floa
     print(f"  order placement  {placed_rps:7.0f} req/s  p50 {p50_ms:5.1f} ms  "
           f"p99 {p99_ms:5.1f} ms  ratio {ratio:.2f} to the floor ({floor_rps:.0f} req/s)  "
           f"goal >= {THROUGHPUT_GOAL:.2f}: {throughput_goal}")  # fmt: skip
+    cores = len(os.sched_getaffinity(0))
+    for line in cpu_lines(placement.cpu_ms_per_order(), floor_rps, cores):
+        print(line)
     print(f"  commit -> confirmed, {len(latencies)} orders at {RATE_PER_SECOND}/s, one worker "
           f"(prefork {WORKER_CONCURRENCY}, prefetch x{WORKER_PREFETCH_MULTIPLIER}): "
           f"p50 {p50 * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms  "
           f"p99/goal {p99 / P99_GOAL_SECONDS:.2f} (goal p99 <= {P99_GOAL_SECONDS:.0f} s: "
           f"{latency_goal})")  # fmt: skip
     return 0
+
+
+def cpu_lines(per_order_ms: Mapping[str, float], floor_rps: float, cores: int) -> list[str]:
+    """Return the CPU each part of the machine spent per order placed, next to the budget
+    the throughput goal leaves per order, and the ceiling the database and broker alone
+    put on throughput (as if the web tier cost nothing).
+    """
+    total = sum(per_order_ms.values())
+    parts = ", ".join(f"{name} {ms:.2f}" for name, ms in per_order_ms.items())
+    goal_rps = floor_rps * THROUGHPUT_GOAL
+    budget = cores * 1000 / goal_rps
+    servers = per_order_ms.get("PostgreSQL", 0.0) + per_order_ms.get("RabbitMQ", 0.0)
+    lines = [
+        f"  CPU per order placed: {total:.2f} ms on {cores} cores ({parts}; ms)",
+        f"  the goal's {goal_rps:.0f} orders/s leave {budget:.2f} ms of CPU per order",
+    ]
+    if servers > 0:
+        ceiling = cores * 1000 / servers
+        lines.append(
+            f"  PostgreSQL + RabbitMQ alone take {servers:.2f} ms per order: with a web tier "
+            f"costing nothing, {ceiling:.0f} orders/s = ratio {ceiling / floor_rps:.2f}"
+        )
+    return lines
 
 
 def _progress(message: str) -> None:
