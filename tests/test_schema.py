@@ -69,6 +69,20 @@ def test_docs_page_loads_every_asset_from_this_site(client):
     assert "://" not in html
 
 
+@pytest.mark.parametrize("method", ["options", "post", "delete"])
+def test_docs_page_answers_other_methods_with_the_json_405(client, method):
+    response = getattr(client, method)("/api/docs/")
+
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert response["Allow"] == "GET, HEAD"
+    assert response.json() == {"detail": f'Method "{method.upper()}" not allowed.'}
+
+
+def test_docs_page_answers_head(client):
+    assert client.head("/api/docs/").status_code == 200
+
+
 @pytest.fixture
 def wsgi_keeps_test_connection(db: None) -> Iterator[None]:
     """Keep the request signals from closing the connection that holds the test's transaction.

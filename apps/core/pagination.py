@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from rest_framework.pagination import CursorPagination
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.request import Request
+
+# The primary keys are PostgreSQL `bigint`s: a position outside this range names no row.
+_MIN_ID, _MAX_ID = -(2**63), 2**63 - 1
 
 
 class NewestFirstCursorPagination(CursorPagination):
@@ -12,6 +17,23 @@ class NewestFirstCursorPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "limit"
     max_page_size = 200
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        """Return the request's cursor, refusing one whose position is not a primary key.
+
+        DRF checks the cursor's offset and direction but hands its position to the
+        query as it is, so a forged cursor (``p=2026-``) failed in the database as a 500.
+        """
+        cursor = super().decode_cursor(request)
+        if cursor is None or cursor.position is None:
+            return cursor
+        try:
+            position = int(cursor.position)
+        except ValueError:
+            raise NotFound(self.invalid_cursor_message) from None
+        if not _MIN_ID <= position <= _MAX_ID:
+            raise NotFound(self.invalid_cursor_message)
+        return cursor
 
 
 class OldestFirstCursorPagination(NewestFirstCursorPagination):

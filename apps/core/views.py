@@ -1,9 +1,13 @@
-"""JSON answers for errors raised outside the API views (unknown routes, crashes)."""
+"""JSON answers for errors raised outside the API views (unknown routes, crashes), and the
+API docs page."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from typing import Any
+
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.views import SpectacularSwaggerView
 
 from apps.core.responses import error_response
 
@@ -28,3 +32,19 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
 def server_error(request: HttpRequest) -> JsonResponse:
     """Answer an unexpected failure with 500 in the error shape, never a traceback."""
     return error_response(500, "Internal server error.")
+
+
+class ApiDocsView(SpectacularSwaggerView):
+    """drf-spectacular's Swagger UI page (assets from the installed package), GET and HEAD only.
+
+    The page has an HTML renderer alone, so DRF's answer to other methods went through
+    it: OPTIONS (metadata, with no template to render it) failed as a 500, and a 405
+    came as a line of HTML. Those methods get the JSON 405 of the API instead.
+    """
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method not in ("GET", "HEAD"):
+            response = error_response(405, f'Method "{request.method}" not allowed.')
+            response["Allow"] = "GET, HEAD"
+            return response
+        return super().dispatch(request, *args, **kwargs)

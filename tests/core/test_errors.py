@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import path
 
+from apps.core.parsers import MAX_JSON_DEPTH, TOO_DEEP, nested_deeper_than
 from apps.users.models import User
 from config import urls as config_urls
 
@@ -48,6 +49,39 @@ def test_wrong_method_on_an_api_route_answers_405_json(client):
     assert response["Content-Type"] == "application/json"
     assert response.json() == {"detail": 'Method "DELETE" not allowed.'}
     assert "POST" in response["Allow"]
+
+
+def nested_body(depth: int) -> str:
+    """Return a signup body whose extra member nests lists so the whole is ``depth`` deep."""
+    lists = depth - 1
+    fields = '"username": "deep", "email": "deep@example.com", "password": "a-long-password-1"'
+    return f'{{{fields}, "x": {"[" * lists}{"]" * lists}}}'
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 990, 5_000, 100_000])
+def test_json_nested_too_deep_answers_400_json_and_creates_nothing(client, depth):
+    response = client.post(SIGNUP_URL, nested_body(depth), content_type="application/json")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": TOO_DEEP}
+    assert not User.objects.exists()
+
+
+@pytest.mark.django_db
+def test_json_nested_to_the_limit_is_parsed(client):
+    response = client.post(SIGNUP_URL, nested_body(MAX_JSON_DEPTH), content_type="application/json")
+
+    assert response.status_code == 201, response.json()
+    assert User.objects.filter(username="deep").exists()
+
+
+def test_depth_counts_objects_and_lists_alike():
+    assert not nested_deeper_than({"a": [1, {"b": []}]}, 4)
+    assert nested_deeper_than({"a": [1, {"b": []}]}, 3)
+    assert not nested_deeper_than("scalar", 0)
+    assert not nested_deeper_than([], 1)
 
 
 @pytest.mark.django_db

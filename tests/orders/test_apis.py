@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -93,6 +94,32 @@ def test_product_list_page_has_exact_rows_and_cursor_links(api_client, db):
     assert body["results"] == [
         {"id": first.pk, "sku": first.sku, "name": first.name, "price": "12.50", "stock": 7}
     ]
+
+
+@pytest.mark.parametrize(
+    "position",
+    ["2026-", "1.5", "abc", "%00", str(2**63), str(-(2**63) - 1)],
+)
+def test_a_forged_cursor_position_answers_404_json_not_a_500(api_client, db, position):
+    make_product("1.00")
+    # A cursor is base64 of a query string; its position is meant to be a primary key.
+    cursor = base64.b64encode(f"p={position}".encode()).decode()
+
+    response = api_client.get(PRODUCTS, {"cursor": cursor})
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Invalid cursor"}
+
+
+def test_a_cursor_at_a_bigint_edge_is_still_a_cursor(api_client, db):
+    product = make_product("1.00")
+    cursor = base64.b64encode(f"p={-(2**63)}".encode()).decode()
+
+    response = api_client.get(PRODUCTS, {"cursor": cursor})
+
+    assert response.status_code == 200
+    assert [row["id"] for row in response.json()["results"]] == [product.pk]
 
 
 def test_product_detail_returns_the_product_to_anyone(api_client, db):
