@@ -9,7 +9,7 @@ all log in with ``DEMO_PASSWORD``.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -125,9 +125,10 @@ def _ignore(rows: int) -> None:
     return None
 
 
-def _batches(count: int, batch_size: int) -> list[int]:
-    """Return the sizes of the batches that make up ``count`` rows."""
-    return [min(batch_size, count - start) for start in range(0, count, batch_size)]
+def _batches(count: int, batch_size: int) -> Iterator[int]:
+    """Yield the sizes of the batches that make up ``count`` rows."""
+    for start in range(0, count, batch_size):
+        yield min(batch_size, count - start)
 
 
 def _highest_number(model: type[models.Model], field: str, prefix: str, pattern: str) -> int:

@@ -205,6 +205,17 @@ def test_seed_demo_refuses_a_negative_count(option):
     assert (User.objects.count(), Product.objects.count(), Order.objects.count()) == (0, 0, 0)
 
 
+@pytest.mark.parametrize("option", ["--users", "--products", "--orders"])
+def test_seed_demo_refuses_a_count_no_demo_needs(option):
+    with pytest.raises(CommandError) as raised:
+        seed(option, "99999999999999999999")
+
+    assert str(raised.value) == (
+        f"{option} must be at most 10,000,000, got 99,999,999,999,999,999,999."
+    )
+    assert (User.objects.count(), Product.objects.count(), Order.objects.count()) == (0, 0, 0)
+
+
 def test_seed_demo_refuses_a_batch_size_below_one():
     with pytest.raises(CommandError) as raised:
         seed("--batch-size", "0")

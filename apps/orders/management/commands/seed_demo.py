@@ -13,6 +13,8 @@ from apps.orders.demo_data import DEFAULT_BATCH_SIZE, DEMO_PASSWORD, demo_data_s
 from apps.orders.selectors import product_list
 
 COUNT_OPTIONS = ("users", "products", "orders")
+# Far beyond any demo or load test; a typo's extra digits are refused, not run for days.
+MAX_COUNT = 10_000_000
 
 
 class _TerminalStream:
@@ -60,6 +62,8 @@ class Command(BaseCommand):
         for name, value in counts.items():
             if value < 0:
                 raise CommandError(f"--{name} must be zero or more, got {value}.")
+            if value > MAX_COUNT:
+                raise CommandError(f"--{name} must be at most {MAX_COUNT:,}, got {value:,}.")
         batch_size = int(options["batch_size"])
         if batch_size < 1:
             raise CommandError(f"--batch-size must be at least 1, got {batch_size}.")
