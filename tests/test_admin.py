@@ -8,6 +8,7 @@ from typing import Any, cast
 import pytest
 from django.test import Client
 
+from apps.core.admin_selection import NOT_ITEMS
 from apps.orders.models import Order, OrderLine, Product
 from apps.orders.services import OrderItem, order_create
 from apps.users.models import User
@@ -215,3 +216,46 @@ def test_non_staff_user_cannot_change_stock_from_the_changelist(client, user):
     assert response["Location"] == "/admin/login/?next=/admin/orders/product/"
     product.refresh_from_db()
     assert product.stock == 10
+
+
+# Read-only: it offers no actions at all.
+_WITHOUT_ACTIONS = {"/admin/core/outboxevent/"}
+
+
+def _admin_changelists() -> list[str]:
+    """Return the changelist of every registered model that has actions."""
+    from django.contrib import admin
+
+    urls = {
+        f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        for model in admin.site._registry
+    }
+    return sorted(urls - _WITHOUT_ACTIONS)
+
+
+@pytest.mark.parametrize("url", _admin_changelists())
+@pytest.mark.parametrize("selected", ["abc", "\x00", "1.5"])
+def test_an_action_on_a_forged_selection_is_refused_with_a_message_not_a_500(
+    staff_client, product, url, selected
+):
+    response = staff_client.post(
+        url, {"action": "delete_selected", "_selected_action": [selected], "index": "0"}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == url
+    followed = staff_client.get(url)
+    assert NOT_ITEMS in [str(message) for message in followed.context["messages"]]
+    assert Product.objects.filter(pk=product.pk).exists()
+
+
+def test_an_action_on_a_real_selection_still_runs(staff_client):
+    doomed = _product()
+
+    response = staff_client.post(
+        "/admin/orders/product/",
+        {"action": "delete_selected", "_selected_action": [str(doomed.pk)], "post": "yes"},
+    )
+
+    assert response.status_code == 302
+    assert not Product.objects.filter(pk=doomed.pk).exists()

@@ -8,13 +8,14 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from apps.core.admin_selection import CheckedSelectionAdmin
 from apps.core.dead_letters import dead_letter_discard, dead_letter_replay
 from apps.core.errors import ApplicationError
 from apps.core.models import DeadLetter, OutboxEvent
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin[DeadLetter]):
+class DeadLetterAdmin(CheckedSelectionAdmin[DeadLetter]):
     list_display = ("id", "task", "status", "attempts", "reason", "last_failed_at")
     list_filter = ("status", "task")
     search_fields = ("task", "message_id", "correlation_id", "reason")

@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from apps.core.admin_selection import CheckedSelectionAdmin
 from apps.orders.models import Order, OrderLine, Product
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin[Product]):
+class ProductAdmin(CheckedSelectionAdmin[Product]):
     list_display = ("sku", "name", "price", "stock", "updated_at")
     list_editable = ("stock",)
     search_fields = ("sku", "name")
@@ -24,7 +25,7 @@ class OrderLineInline(admin.TabularInline[OrderLine, Order]):
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin[Order]):
+class OrderAdmin(CheckedSelectionAdmin[Order]):
     list_display = ("id", "owner", "status", "total", "created_at")
     list_filter = ("status", "created_at")
     date_hierarchy = "created_at"
