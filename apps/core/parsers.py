@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -13,14 +14,18 @@ from rest_framework.parsers import JSONParser as DRFJSONParser
 # a JSON column, a log) can run out of stack on it.
 MAX_JSON_DEPTH = 64
 TOO_DEEP = f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels"
+LONE_SURROGATE = "JSON parse error - a string holds a lone UTF-16 surrogate (\\ud800-\\udfff)"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class JSONParser(DRFJSONParser):
-    """DRF's JSON parser, answering 400 to a body nested deeper than ``MAX_JSON_DEPTH``.
+    """DRF's JSON parser, answering 400 to bodies that would fail later as a 500.
 
-    The standard library's decoder recurses once per level of nesting and raises
-    RecursionError, not ValueError, past ~1,000 levels, which DRF let through as a 500;
-    a body just under that parsed, then failed as a 500 wherever it was walked again.
+    - Nested deeper than ``MAX_JSON_DEPTH``: the standard library's decoder recurses
+      once per level and raises RecursionError, not ValueError, past ~1,000 levels,
+      which DRF let through; a body just under that failed wherever it was walked again.
+    - A string with a lone surrogate (``"\\ud800"`` is valid JSON): no UTF-8 encoder
+      takes it, so the database, Redis or a log line failed on it.
     """
 
     def parse(
@@ -33,23 +38,28 @@ class JSONParser(DRFJSONParser):
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError(TOO_DEEP) from None
-        if nested_deeper_than(data, MAX_JSON_DEPTH):
-            raise ParseError(TOO_DEEP)
+        problem = body_problem(data)
+        if problem is not None:
+            raise ParseError(problem)
         return data
 
 
-def nested_deeper_than(data: Any, limit: int) -> bool:
-    """Return whether ``data`` (parsed JSON) nests lists and objects more than ``limit`` deep."""
+def body_problem(data: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Return why parsed JSON ``data`` is refused (too deep, a lone surrogate), or None."""
     pending: list[tuple[Any, int]] = [(data, 1)]
     while pending:
         value, depth = pending.pop()
+        if isinstance(value, str):
+            if not value.isascii() and _SURROGATE.search(value):
+                return LONE_SURROGATE
+            continue
         if isinstance(value, dict):
-            children: Any = value.values()
+            children: list[Any] = [*value.keys(), *value.values()]
         elif isinstance(value, list):
             children = value
         else:
             continue
-        if depth > limit:
-            return True
+        if depth > max_depth:
+            return TOO_DEEP
         pending.extend((child, depth + 1) for child in children)
-    return False
+    return None

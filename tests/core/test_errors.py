@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import path
 
-from apps.core.parsers import MAX_JSON_DEPTH, TOO_DEEP, nested_deeper_than
+from apps.core.parsers import LONE_SURROGATE, MAX_JSON_DEPTH, TOO_DEEP, body_problem
 from apps.users.models import User
 from config import urls as config_urls
 
@@ -78,10 +78,39 @@ def test_json_nested_to_the_limit_is_parsed(client):
 
 
 def test_depth_counts_objects_and_lists_alike():
-    assert not nested_deeper_than({"a": [1, {"b": []}]}, 4)
-    assert nested_deeper_than({"a": [1, {"b": []}]}, 3)
-    assert not nested_deeper_than("scalar", 0)
-    assert not nested_deeper_than([], 1)
+    assert body_problem({"a": [1, {"b": []}]}, max_depth=4) is None
+    assert body_problem({"a": [1, {"b": []}]}, max_depth=3) == TOO_DEEP
+    assert body_problem("scalar", max_depth=0) is None
+    assert body_problem([], max_depth=1) is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        (SIGNUP_URL, '{"username": "\\ud800", "email": "a@example.com", "password": "p-12345678"}'),
+        (SIGNUP_URL, '{"username": "ok", "email": "a@example.com", "password": "\\udfff"}'),
+        ("/api/v1/auth/token", '{"username": "\\ud800", "password": "x"}'),
+        ("/api/v1/auth/token", '{"\\udc00": "key", "username": "a", "password": "x"}'),
+    ],
+)
+def test_a_lone_surrogate_in_a_json_string_answers_400_json(client, url, body):
+    response = client.post(url, body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": LONE_SURROGATE}
+    assert not User.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_surrogate_pair_is_a_character_like_any_other(client):
+    body = '{"username": "smile\\ud83d\\ude00", "email": "a@example.com", "password": "p-1234567a"}'
+
+    response = client.post(SIGNUP_URL, body, content_type="application/json")
+
+    assert response.status_code != 500
+    assert response.json() != {"detail": LONE_SURROGATE}
 
 
 @pytest.mark.django_db
