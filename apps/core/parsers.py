@@ -45,21 +45,24 @@ class JSONParser(DRFJSONParser):
 
 
 def body_problem(data: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
-    """Return why parsed JSON ``data`` is refused (too deep, a lone surrogate), or None."""
-    pending: list[tuple[Any, int]] = [(data, 1)]
-    while pending:
-        value, depth = pending.pop()
-        if isinstance(value, str):
-            if not value.isascii() and _SURROGATE.search(value):
-                return LONE_SURROGATE
-            continue
-        if isinstance(value, dict):
-            children: list[Any] = [*value.keys(), *value.values()]
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
-        if depth > max_depth:
-            return TOO_DEEP
-        pending.extend((child, depth + 1) for child in children)
+    """Return why parsed JSON ``data`` is refused (too deep, a lone surrogate), or None.
+
+    Walked level by level, without recursion, touching each value once.
+    """
+    level: list[Any] = [data]
+    depth = 1
+    while level:
+        children: list[Any] = []
+        for value in level:
+            if isinstance(value, str):
+                if not value.isascii() and _SURROGATE.search(value):
+                    return LONE_SURROGATE
+            elif isinstance(value, dict | list):
+                if depth > max_depth:
+                    return TOO_DEEP
+                children.extend(value)
+                if isinstance(value, dict):
+                    children.extend(value.values())
+        level = children
+        depth += 1
     return None
