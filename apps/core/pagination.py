@@ -25,7 +25,8 @@ class NewestFirstCursorPagination(CursorPagination):
         query as it is, so a forged cursor (``p=2026-``) failed in the database as a 500.
         """
         cursor = super().decode_cursor(request)
-        if cursor is None or cursor.position is None:
+        if cursor is None or cursor.position is None or not self._ordered_by_id():
+            # Another ordering field would need its own check of the position.
             return cursor
         try:
             position = int(cursor.position)
@@ -34,6 +35,12 @@ class NewestFirstCursorPagination(CursorPagination):
         if not _MIN_ID <= position <= _MAX_ID:
             raise NotFound(self.invalid_cursor_message)
         return cursor
+
+    def _ordered_by_id(self) -> bool:
+        # A string as declared; `paginate_queryset` has made it a tuple by now.
+        ordering = self.ordering
+        first = ordering if isinstance(ordering, str) else ordering[0]
+        return first.lstrip("-") == "id"
 
 
 class OldestFirstCursorPagination(NewestFirstCursorPagination):

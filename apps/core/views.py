@@ -1,5 +1,4 @@
-"""JSON answers for errors raised outside the API views (unknown routes, crashes), and the
-API docs page."""
+"""Views outside the API: JSON answers to errors (unknown routes, crashes), the docs page."""
 
 from __future__ import annotations
 

@@ -147,7 +147,7 @@ def _wrk(url: str, seconds: int, script_args: list[str] | None = None) -> WrkRes
 
 
 @dataclass(frozen=True)
-class Placement:
+class OrderPlacement:
     """Order placement's wrk rounds, and the CPU seconds each part of the machine spent."""
 
     rounds: list[WrkResult]
@@ -160,7 +160,7 @@ class Placement:
 
 def _throughput(
     bare: GunicornServer, web: GunicornServer, product_id: str, token: str
-) -> tuple[list[WrkResult], Placement]:
+) -> tuple[list[WrkResult], OrderPlacement]:
     """Return the floor's and order placement's wrk rounds, run alternately."""
     runs = {"place": 0}
     groups = {
@@ -171,18 +171,18 @@ def _throughput(
     }
     cpu_seconds: Counter[str] = Counter()
 
-    def place(seconds: int) -> WrkResult:
+    def place(seconds: int, *, measured: bool = True) -> WrkResult:
         runs["place"] += 1
         args = [product_id, token, f"k{runs['place']}"]
         before = cpu.snapshot()
         result = _wrk(web.base_url + "/api/v1/orders", seconds, args)
-        if seconds == DURATION_SECONDS:
+        if measured:
             cpu_seconds.update(cpu.spent(before, cpu.snapshot(), groups))
         return result
 
     _progress("warm-up     bare WSGI floor, order placement")
     _wrk(bare.base_url + "/", 1)
-    place(1)
+    place(1, measured=False)
     floor: list[WrkResult] = []
     placed: list[WrkResult] = []
     for number in range(1, ROUNDS + 1):
@@ -196,7 +196,7 @@ def _throughput(
             f"round {number}/{ROUNDS}   floor {floor[-1].requests_per_second:.0f} req/s, "
             f"orders {placed[-1].requests_per_second:.0f} req/s"
         )
-    return floor, Placement(placed, dict(cpu_seconds))
+    return floor, OrderPlacement(placed, dict(cpu_seconds))
 
 
 def _start_worker(
@@ -337,7 +337,7 @@ def _each_queue(env: dict[str, str], method: str) -> None:
                     channel.exchange_delete(exchange)
 
 
-def _print(floor: list[WrkResult], placement: Placement, latencies: list[float]) -> int:
+def _print(floor: list[WrkResult], placement: OrderPlacement, latencies: list[float]) -> int:
     placed = placement.rounds
     floor_rps = statistics.fmean(r.requests_per_second for r in floor)
     placed_rps = statistics.fmean(r.requests_per_second for r in placed)
