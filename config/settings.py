@@ -66,9 +66,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.core.middleware.RequestIdMiddleware",
-    # Anonymous profile reads answered from L1 before the rest (apps/users/fastpath.py);
-    # the metrics and access-log middleware are inserted in front of it, below.
-    "apps.users.fastpath.PublicProfileFastPathMiddleware",
     "apps.core.replica_middleware.ReplicaRoutingMiddleware",
     "apps.core.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -117,7 +117,7 @@ class PublicProfileApi(APIView):
         return rendered_profiles.response(request, profile.etag, profile.data, headers)
 
 
-# The public profiles' JSON bytes by ETag; the fast path (apps/users/fastpath.py) shares them.
+# The public profiles' JSON bytes by ETag.
 rendered_profiles = RenderedByEtag()
 
 
