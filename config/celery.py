@@ -17,13 +17,19 @@ from celery.signals import (
     worker_ready,
 )
 
-from apps.core.correlation import add_correlation_header, enter_task_context, leave_task_context
+from apps.core.events.correlation import (
+    add_correlation_header,
+    enter_task_context,
+    leave_task_context,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("highscale")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# The event plumbing's periodic tasks live in a package of the core app.
+app.autodiscover_tasks(["apps.core.events"])
 
 before_task_publish.connect(add_correlation_header, dispatch_uid="core.correlation.publish")
 task_prerun.connect(enter_task_context, dispatch_uid="core.correlation.enter")
@@ -69,7 +75,7 @@ task_postrun.connect(_close_db_connections_of_passing_threads, dispatch_uid="cor
 @worker_ready.connect(dispatch_uid="core.dead_letters.declare")
 def _declare_dead_letter_queue(**_: object) -> None:
     # Messages rejected before the first drain would be dropped by a DLX with no queue.
-    from apps.core.dead_letters import declare_dead_letter_queue
+    from apps.core.events.dead_letters import declare_dead_letter_queue
 
     declare_dead_letter_queue()
 
@@ -78,6 +84,6 @@ def _declare_dead_letter_queue(**_: object) -> None:
 def _flush_outbox_relay(**_: object) -> None:
     # A pool process ends with os._exit, which skips atexit: publish what its relay holds
     # now rather than leave it to the next sweep.
-    from apps.core.outbox import outbox_relay_flush
+    from apps.core.events.outbox import outbox_relay_flush
 
     outbox_relay_flush(2.0)

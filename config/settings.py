@@ -65,16 +65,16 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "apps.core.middleware.RequestIdMiddleware",
-    "apps.core.replica_middleware.ReplicaRoutingMiddleware",
-    "apps.core.middleware.BodySizeLimitMiddleware",
+    "apps.core.http.middleware.RequestIdMiddleware",
+    "apps.core.db.middleware.ReplicaRoutingMiddleware",
+    "apps.core.http.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Django's, with the storage built on first use (only the admin uses messages).
-    "apps.core.middleware.LazyMessageMiddleware",
+    "apps.core.http.middleware.LazyMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.users.middleware.LastActiveMiddleware",
 ]
@@ -185,10 +185,10 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         *(["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     ],
-    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.JSONParser"],
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "apps.core.negotiation.FastContentNegotiation",
+    "DEFAULT_PARSER_CLASSES": ["apps.core.http.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "apps.core.http.negotiation.FastContentNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "apps.core.exceptions.api_exception_handler",
+    "EXCEPTION_HANDLER": "apps.core.http.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
@@ -242,7 +242,7 @@ if not DEBUG:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "apps.core.logging.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "apps.core.http.logging.RequestIdFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
     },
@@ -336,7 +336,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Stop a hung task: soft limit raises inside it, the hard limit kills its process.
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 30, minimum=1)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 15
-# Bounded retries with exponential backoff and jitter (apps.core.consumers.ReliableTask).
+# Bounded retries with exponential backoff and jitter (apps.core.events.consumers.ReliableTask).
 EVENTS_MAX_RETRIES = env_int("EVENTS_MAX_RETRIES", 5)
 EVENTS_RETRY_BACKOFF_SECONDS = env_int("EVENTS_RETRY_BACKOFF_SECONDS", 2, minimum=1)
 EVENTS_RETRY_BACKOFF_MAX_SECONDS = env_int("EVENTS_RETRY_BACKOFF_MAX_SECONDS", 600, minimum=1)
@@ -351,7 +351,7 @@ CELERY_DB_REUSE_MAX = 1_000_000
 # Logs keep Django's format (with the request id) in the worker too.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Dead-letter undecodable messages instead of Celery's default of acking (dropping) them.
-CELERY_WORKER_CONSUMER = "apps.core.consumers:DeadLetteringConsumer"
+CELERY_WORKER_CONSUMER = "apps.core.events.consumers:DeadLetteringConsumer"
 # Periodic work for `celery beat`: publish outbox events left behind, collect dead letters.
 # Short, because the sweep is the safety net for events a process held in its relay's
 # memory when it died (the partial index keeps an empty sweep one cheap query).
@@ -470,7 +470,7 @@ if OBSERVABILITY_MIDDLEWARE:
     # just inside the request id, so its line carries the id.
     MIDDLEWARE.insert(0, "apps.observability.middleware.MetricsMiddleware")
     MIDDLEWARE.insert(
-        MIDDLEWARE.index("apps.core.middleware.RequestIdMiddleware") + 1,
+        MIDDLEWARE.index("apps.core.http.middleware.RequestIdMiddleware") + 1,
         "apps.observability.middleware.AccessLogMiddleware",
     )
 

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from apps.core import views as core_views
+from apps.core.http import views as core_views
 from apps.observability import views as observability_views
 
 api_v1 = [
@@ -25,7 +25,7 @@ urlpatterns = [
     re_path(r"^(?!admin|static).*$", core_views.not_found),
 ]
 
-handler400 = "apps.core.views.bad_request"
-handler403 = "apps.core.views.permission_denied"
-handler404 = "apps.core.views.not_found"
-handler500 = "apps.core.views.server_error"
+handler400 = "apps.core.http.views.bad_request"
+handler403 = "apps.core.http.views.permission_denied"
+handler404 = "apps.core.http.views.not_found"
+handler500 = "apps.core.http.views.server_error"

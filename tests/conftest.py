@@ -44,7 +44,7 @@ def _outbox_publishing_not_paused(monkeypatch: pytest.MonkeyPatch) -> None:
     A test that makes a publish fail pauses publishing in this process for a few seconds;
     that must not leak into the next test.
     """
-    from apps.core import outbox
+    from apps.core.events import outbox
 
     monkeypatch.setattr(outbox, "_publish_paused_until", 0.0)
 

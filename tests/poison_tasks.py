@@ -8,7 +8,7 @@ import time
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from apps.core.consumers import ReliableTask
+from apps.core.events.consumers import ReliableTask
 
 
 @shared_task(base=ReliableTask, name="tests.crash_process", ignore_result=True)

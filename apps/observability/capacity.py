@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from apps.core.errors import InvalidInput
+from apps.core.http.errors import InvalidInput
 
 # A web tier never runs fewer pods than this: a rolling update or the loss of one pod
 # must leave something serving (and a PodDisruptionBudget needs a second pod to allow

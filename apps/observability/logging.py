@@ -15,7 +15,7 @@ from typing import Any
 from django.utils.functional import SimpleLazyObject, empty
 from opentelemetry import trace
 
-from apps.core.request_context import current_request_id
+from apps.core.http.request_context import current_request_id
 
 # The request being handled, so a log line can name its user without a query.
 current_request: ContextVar[Any] = ContextVar("observability_request", default=None)

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.urls import Resolver404, resolve
 from prometheus_client import Counter, Histogram
 
-from apps.core import views as core_views
+from apps.core.http import views as core_views
 from apps.observability.logging import AccessRecord, current_request
 from apps.observability.metrics import http_request_duration_seconds, http_requests_total
 

@@ -50,7 +50,7 @@ def _ready_messages(conn: Any, name: str) -> int | None:
 
 def dead_letter_counts() -> Iterable[tuple[dict[str, str], float]]:
     """Return the number of stored dead letters by status (pending, replayed, discarded)."""
-    from apps.core.models import DeadLetter
+    from apps.core.events.models import DeadLetter
 
     counts = dict(
         DeadLetter.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n")

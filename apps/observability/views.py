@@ -8,7 +8,7 @@ from functools import wraps
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from apps.core.responses import error_response
+from apps.core.http.responses import error_response
 from apps.observability.checks import run_readiness_checks
 from apps.observability.exposition import render_metrics
 

@@ -10,15 +10,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import error_responses, id_path_parameter, request_user_id, validated
-from apps.core.idempotency import (
+from apps.core.http.api import error_responses, id_path_parameter, request_user_id, validated
+from apps.core.http.idempotency import (
     IDEMPOTENCY_HEADER,
     MAX_KEY_LENGTH,
     request_fingerprint,
     run_idempotent,
     validate_idempotency_key,
 )
-from apps.core.pagination import NewestFirstCursorPagination, OldestFirstCursorPagination
+from apps.core.http.pagination import NewestFirstCursorPagination, OldestFirstCursorPagination
 from apps.orders.models import Order, OrderLine, Product
 from apps.orders.selectors import order_get, order_list, product_get, product_list
 from apps.orders.services import MAX_LINE_QUANTITY, MAX_ORDER_LINES, OrderItem, order_create

@@ -20,7 +20,7 @@ from django.db.models import Max
 from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 
-from apps.core.errors import InvalidInput
+from apps.core.http.errors import InvalidInput
 from apps.orders.models import Order, OrderLine, Product
 from apps.users.models import User
 

@@ -20,9 +20,9 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import F
 
-from apps.core.consumers import RetryableError, consume_once
-from apps.core.outbox import outbox_write
-from apps.core.request_context import REQUEST_ID_HEADER, current_request_id
+from apps.core.events.consumers import RetryableError, consume_once
+from apps.core.events.outbox import outbox_write
+from apps.core.http.request_context import REQUEST_ID_HEADER, current_request_id
 from apps.observability.metrics import record_order
 from apps.orders.models import Order, Product
 

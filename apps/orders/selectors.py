@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Prefetch, QuerySet
 
-from apps.core.errors import NotFound
+from apps.core.http.errors import NotFound
 from apps.orders.models import Order, OrderLine, Product
 
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from apps.core.errors import InvalidInput
-from apps.core.outbox import outbox_write
+from apps.core.events.outbox import outbox_write
+from apps.core.http.errors import InvalidInput
 from apps.observability.metrics import record_order
 from apps.orders.models import Order, OrderLine, Product
 

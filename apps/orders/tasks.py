@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from apps.core.consumers import ReliableTask
+from apps.core.events.consumers import ReliableTask
 from apps.orders.events import (
     NOTIFY_WAREHOUSE,
     RESERVE_INVENTORY,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apps.core.errors import ApplicationError
+from apps.core.http.errors import ApplicationError
 
 
 class RateLimiterUnavailable(ApplicationError):

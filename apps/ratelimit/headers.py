@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from django.http import HttpResponseBase, JsonResponse
 
-from apps.core.responses import error_response
+from apps.core.http.responses import error_response
 from apps.ratelimit.limiter import Decision
 
 POLICY_FIELD = "RateLimit-Policy"

@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import RenderedByEtag, error_responses, id_path_parameter, validated
+from apps.core.http.api import RenderedByEtag, error_responses, id_path_parameter, validated
 from apps.ratelimit.throttles import LoginRateThrottle
 from apps.users.cache import user_profile_get_cached
 from apps.users.models import User

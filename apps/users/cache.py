@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 
 from apps.core.cache import CachedValue, invalidate_on_commit, tiered_cache
-from apps.core.errors import NotFound
+from apps.core.http.errors import NotFound
 from apps.users.models import User, UserQuerySet
 from apps.users.selectors import user_public_profile
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import F
 
-from apps.core.errors import NotFound
+from apps.core.http.errors import NotFound
 from apps.users.models import User
 
 

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.core.errors import InvalidInput
+from apps.core.http.errors import InvalidInput
 from apps.users.models import AuthToken, User
 from apps.users.tokens import new_token, token_digest
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.core.errors import InvalidInput
+from apps.core.http.errors import InvalidInput
 from apps.observability.capacity import (
     SCALE_MATRIX,
     capacity_plan,

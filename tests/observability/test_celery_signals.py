@@ -99,7 +99,7 @@ def _task_count(text: str, task: str, state: str) -> float:
 def test_tasks_run_by_a_real_worker_are_counted_by_name_and_state_with_runtime(
     metrics_worker, tmp_path
 ):
-    from apps.core.models import DeadLetter
+    from apps.core.events.models import DeadLetter
 
     marker = tmp_path / "note.txt"
     missing_dir = tmp_path / "missing" / "note.txt"
@@ -136,7 +136,7 @@ def test_tasks_run_by_a_real_worker_are_counted_by_name_and_state_with_runtime(
 
 @pytest.mark.django_db(transaction=True)
 def test_worker_metrics_include_queue_depth_per_queue_and_dead_letters_by_status(metrics_worker):
-    from apps.core.models import DeadLetter
+    from apps.core.events.models import DeadLetter
 
     DeadLetter.objects.create(task="tests.note", message_id="m-1", reason="test")
 

@@ -189,8 +189,8 @@ def test_event_published_later_by_the_sweep_continues_the_request_trace(
 
     from django.db import connection
 
-    from apps.core import outbox
-    from apps.core.models import OutboxEvent
+    from apps.core.events import outbox
+    from apps.core.events.models import OutboxEvent
     from apps.orders.models import Order
 
     spans.clear()

@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from apps.core.idempotency import request_fingerprint
+from apps.core.http.idempotency import request_fingerprint
 from apps.core.models import IdempotencyRecord
 from apps.orders.models import Order, OrderLine, Product
 from apps.orders.services import OrderItem, order_create

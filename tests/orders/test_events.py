@@ -10,7 +10,7 @@ from celery import current_app
 from django.core import mail
 from django.db import connection
 
-from apps.core.models import OutboxEvent, ProcessedEvent
+from apps.core.events.models import OutboxEvent, ProcessedEvent
 from apps.orders.events import (
     order_notify_warehouse,
     order_reserve_inventory,

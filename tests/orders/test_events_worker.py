@@ -7,7 +7,7 @@ import io
 import pytest
 from django.core.management.base import CommandError
 
-from apps.core.models import DeadLetter, OutboxEvent, ProcessedEvent
+from apps.core.events.models import DeadLetter, OutboxEvent, ProcessedEvent
 from apps.orders.models import Order, Product
 from tests.events_worker import wait_for
 
@@ -256,7 +256,7 @@ def test_orders_placed_while_the_broker_is_unreachable_succeed_and_are_processed
 
     import requests
 
-    from apps.core.outbox import outbox_sweep
+    from apps.core.events.outbox import outbox_sweep
     from tests.servers import free_port, port_open
 
     product = Product.objects.create(sku="DOWN-1", name="Bolt", price="1.00", stock=60)

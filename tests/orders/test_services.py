@@ -11,7 +11,7 @@ from unittest.mock import patch
 import pytest
 from django.db import DatabaseError, connection
 
-from apps.core.errors import InvalidInput
+from apps.core.http.errors import InvalidInput
 from apps.core.models import IdempotencyRecord
 from apps.orders.models import Order, OrderLine, Product
 from apps.orders.services import MAX_ORDER_LINES, OrderItem, order_create

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from celery import current_app
 
-from apps.core.consumers import ReliableTask, backoff_delay
+from apps.core.events.consumers import ReliableTask, backoff_delay
 from apps.orders import tasks
 
 

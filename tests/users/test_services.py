@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from apps.core.errors import InvalidInput
+from apps.core.http.errors import InvalidInput
 from apps.users.models import AuthToken, User
 from apps.users.services import (
     token_create,

@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 from apps.core.cache import TieredCache, use_tiered_cache
 from apps.core.db.counters import query_counts
 from apps.core.db.health import monitor
+from apps.core.db.middleware import READ_AFTER_HEADER
 from apps.core.db.state import routing_scope
-from apps.core.replica_middleware import READ_AFTER_HEADER
 from apps.users.cache import user_cache_key, user_profile_get_cached
 from apps.users.models import User
 from tests.core.cache.nodes import NodeFactory, listening, node_factory

@@ -16,9 +16,9 @@ from rest_framework.test import APIClient
 from apps.core.db.counters import query_counts
 from apps.core.db.health import monitor
 from apps.core.db.lsn import format_lsn, parse_lsn
+from apps.core.db.middleware import READ_AFTER_COOKIE, READ_AFTER_HEADER
 from apps.core.db.router import ReplicaRouter
 from apps.core.db.state import routing_scope
-from apps.core.replica_middleware import READ_AFTER_COOKIE, READ_AFTER_HEADER
 from apps.orders.models import Product
 from tests.core.db.live import (
     live_replica,

@@ -17,9 +17,9 @@ from django.urls import path
 
 from apps.core.db.health import monitor
 from apps.core.db.lsn import format_lsn, parse_lsn
+from apps.core.db.middleware import READ_AFTER_HEADER
 from apps.core.db.router import ReplicaRouter
 from apps.core.db.state import current_state, routing_scope
-from apps.core.replica_middleware import READ_AFTER_HEADER
 from apps.orders.models import Product
 from tests.core.db.live import live_replica, mirrored_alias, primary_lsn, replica_urls, wait_for
 

@@ -19,9 +19,9 @@ from rest_framework.test import APIClient
 from apps.core.db.counters import query_counts
 from apps.core.db.health import monitor
 from apps.core.db.lsn import parse_lsn
+from apps.core.db.middleware import READ_AFTER_HEADER
 from apps.core.db.state import current_state, routing_scope
 from apps.core.db.task_routing import READ_AFTER_TASK_HEADER
-from apps.core.replica_middleware import READ_AFTER_HEADER
 from apps.orders.models import Product
 from config.celery import app
 from tests.core.db.live import live_replica, primary_lsn, replay_paused, replica_urls, wait_for

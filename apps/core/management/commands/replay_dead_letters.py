@@ -6,9 +6,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.core.dead_letters import dead_letter_discard, dead_letter_replay, dead_letters_drain
-from apps.core.errors import ApplicationError
-from apps.core.models import DeadLetter
+from apps.core.events.dead_letters import (
+    dead_letter_discard,
+    dead_letter_replay,
+    dead_letters_drain,
+)
+from apps.core.events.models import DeadLetter
+from apps.core.http.errors import ApplicationError
 
 
 class Command(BaseCommand):

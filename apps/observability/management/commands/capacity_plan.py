@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.core.errors import ApplicationError
+from apps.core.http.errors import ApplicationError
 from apps.observability.capacity import (
     HPA_MIN_REPLICAS_FLOOR,
     CapacityPlan,

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from tqdm import tqdm
 
-from apps.core.errors import ApplicationError
+from apps.core.http.errors import ApplicationError
 from apps.orders.demo_data import DEFAULT_BATCH_SIZE, DEMO_PASSWORD, demo_data_seed
 from apps.orders.selectors import product_list
 

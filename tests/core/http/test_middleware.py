@@ -14,9 +14,9 @@ from django.test import Client, RequestFactory
 from django.urls import path
 from django.utils.functional import empty
 
-from apps.core.logging import RequestIdFilter
-from apps.core.middleware import LazyMessageMiddleware, RequestIdMiddleware
-from apps.core.request_context import current_request_id
+from apps.core.http.logging import RequestIdFilter
+from apps.core.http.middleware import LazyMessageMiddleware, RequestIdMiddleware
+from apps.core.http.request_context import current_request_id
 from config import urls as config_urls
 
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")

@@ -13,8 +13,8 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from apps.core.errors import ApplicationError
-from apps.core.responses import error_body
+from apps.core.http.errors import ApplicationError
+from apps.core.http.responses import error_body
 
 logger = logging.getLogger(__name__)
 

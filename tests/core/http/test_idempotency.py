@@ -9,8 +9,8 @@ from typing import Any, cast
 import pytest
 from django.utils import timezone
 
-from apps.core.errors import Conflict, InvalidInput, Unprocessable
-from apps.core.idempotency import (
+from apps.core.http.errors import Conflict, InvalidInput, Unprocessable
+from apps.core.http.idempotency import (
     IdempotentResult,
     request_fingerprint,
     run_idempotent,

@@ -12,8 +12,8 @@ from django.contrib.messages.storage import default_storage
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.functional import SimpleLazyObject, empty
 
-from apps.core.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
-from apps.core.responses import error_response
+from apps.core.http.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
+from apps.core.http.responses import error_response
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase]
 _REQUEST_ID_META = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")

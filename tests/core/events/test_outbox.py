@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
-from apps.core import outbox
-from apps.core.models import OutboxEvent
-from apps.core.outbox import outbox_publish, outbox_relay_flush, outbox_sweep, outbox_write
+from apps.core.events import outbox
+from apps.core.events.models import OutboxEvent
+from apps.core.events.outbox import outbox_publish, outbox_relay_flush, outbox_sweep, outbox_write
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from apps.core.request_context import current_request_id
+from apps.core.http.request_context import current_request_id
 
 
 class RequestIdFilter(logging.Filter):

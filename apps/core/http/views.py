@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularSwaggerView
 
-from apps.core.responses import error_response
+from apps.core.http.responses import error_response
 
 
 # Exempt so that a POST to an unknown route answers this JSON 404, not the CSRF HTML page.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextvars import Token
 from typing import Any
 
-from apps.core.request_context import accept_request_id, current_request_id, request_id_var
+from apps.core.http.request_context import accept_request_id, current_request_id, request_id_var
 
 # Message header that carries the correlation id.
 # Not "correlation_id": Celery fills that field of a task request with the task id.

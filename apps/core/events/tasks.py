@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from apps.core.dead_letters import dead_letters_drain
-from apps.core.outbox import outbox_sweep
+from apps.core.events.dead_letters import dead_letters_drain
+from apps.core.events.outbox import outbox_sweep
 
 
 @shared_task(name="core.outbox_sweep", ignore_result=True)

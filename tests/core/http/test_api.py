@@ -10,8 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
 
-from apps.core.api import RenderedByEtag
 from apps.core.cache import make_etag
+from apps.core.http.api import RenderedByEtag
 
 pytestmark = pytest.mark.django_db
 

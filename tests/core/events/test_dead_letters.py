@@ -11,10 +11,14 @@ from django.conf import settings
 from django.core.management import call_command
 from kombu import Connection, Producer
 
-from apps.core.correlation import CORRELATION_HEADER
-from apps.core.dead_letters import dead_letter_discard, dead_letter_replay, dead_letters_drain
-from apps.core.errors import InvalidInput
-from apps.core.models import DeadLetter
+from apps.core.events.correlation import CORRELATION_HEADER
+from apps.core.events.dead_letters import (
+    dead_letter_discard,
+    dead_letter_replay,
+    dead_letters_drain,
+)
+from apps.core.events.models import DeadLetter
+from apps.core.http.errors import InvalidInput
 from tests.events_worker import wait_for
 
 

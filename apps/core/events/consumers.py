@@ -22,9 +22,9 @@ from django.db import transaction
 from django.utils import timezone
 from kombu.message import Message
 
-from apps.core.correlation import CORRELATION_HEADER
-from apps.core.dead_letters import dead_letter_record
-from apps.core.models import ProcessedEvent
+from apps.core.events.correlation import CORRELATION_HEADER
+from apps.core.events.dead_letters import dead_letter_record
+from apps.core.events.models import ProcessedEvent
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class ReliableTask(Task[Any, Any]):
     # A task killed by its hard time limit is acked and kept as a DeadLetter: it hung
     # once, so running it again unattended would likely hang a process again.
     acks_on_timeout = True
-    Request = "apps.core.consumers:ReliableRequest"
+    Request = "apps.core.events.consumers:ReliableRequest"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:

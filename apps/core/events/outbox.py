@@ -31,9 +31,9 @@ from kombu import Producer
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
-from apps.core.correlation import CORRELATION_HEADER
-from apps.core.models import OutboxEvent
-from apps.core.request_context import current_request_id
+from apps.core.events.correlation import CORRELATION_HEADER
+from apps.core.events.models import OutboxEvent
+from apps.core.http.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import path
 
-from apps.core.parsers import LONE_SURROGATE, MAX_JSON_DEPTH, TOO_DEEP, body_problem
+from apps.core.http.parsers import LONE_SURROGATE, MAX_JSON_DEPTH, TOO_DEEP, body_problem
 from apps.users.models import User
 from config import urls as config_urls
 

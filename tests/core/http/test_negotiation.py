@@ -11,7 +11,7 @@ from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRen
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
-from apps.core.negotiation import FastContentNegotiation
+from apps.core.http.negotiation import FastContentNegotiation
 
 ACCEPT_VALUES = [
     None,

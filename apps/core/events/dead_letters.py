@@ -16,9 +16,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.correlation import CORRELATION_HEADER
-from apps.core.errors import InvalidInput
-from apps.core.models import DeadLetter
+from apps.core.events.correlation import CORRELATION_HEADER
+from apps.core.events.models import DeadLetter
+from apps.core.http.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.errors import Conflict, InvalidInput, Unprocessable
+from apps.core.http.errors import Conflict, InvalidInput, Unprocessable
 from apps.core.models import IdempotencyRecord
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
