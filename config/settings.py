@@ -64,11 +64,29 @@ INSTALLED_APPS = [
     "apps.observability",
 ]
 
+# Metrics and the access log wrap every request; `false` leaves them out (the bench
+# measures their cost this way).
+OBSERVABILITY_MIDDLEWARE = env_bool("OBSERVABILITY_MIDDLEWARE", default=True)
+# Serve STATIC_ROOT from the app itself (WhiteNoise) where no nginx sits in front: the
+# container image turns it on; `make stack` leaves it off, its nginx serves /static/.
+DJANGO_SERVE_STATIC = env_bool("DJANGO_SERVE_STATIC", default=False)
+
+# Each entry wraps the ones below it: a request passes them top to bottom, its response
+# bottom to top.
 MIDDLEWARE = [
+    # Outermost, so the request's time covers every other middleware.
+    *(["apps.observability.middleware.MetricsMiddleware"] if OBSERVABILITY_MIDDLEWARE else []),
+    "apps.ratelimit.middleware.EarlyCheckMiddleware",
     "apps.core.http.middleware.RequestIdMiddleware",
+    # Inside the request id, so the access line carries it.
+    *(["apps.observability.middleware.AccessLogMiddleware"] if OBSERVABILITY_MIDDLEWARE else []),
+    # Before anything reads the database: it sets where this request's reads go.
     "apps.core.db.middleware.ReplicaRoutingMiddleware",
+    # Refuses an oversized body before anything reads it.
     "apps.core.http.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Right after SecurityMiddleware, as WhiteNoise asks: static answers skip the rest.
+    *(["whitenoise.middleware.WhiteNoiseMiddleware"] if DJANGO_SERVE_STATIC else []),
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -77,6 +95,8 @@ MIDDLEWARE = [
     "apps.core.http.middleware.LazyMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.users.middleware.LastActiveMiddleware",
+    # Innermost: it sees the decisions the view's throttles made, whatever answered.
+    "apps.ratelimit.middleware.RateLimitHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -190,6 +210,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.http.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # The contract's default policy on every view; views name others themselves.
+    "DEFAULT_THROTTLE_CLASSES": ["apps.ratelimit.throttles.ApiRateThrottle"],
 }
 
 SPECTACULAR_SETTINGS = {
@@ -201,6 +223,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        # Documents the 429 every throttled operation may answer.
+        "apps.ratelimit.schema.add_throttled_responses",
+    ],
 }
 
 # --- Static files, i18n ---------------------------------------------------------------
@@ -208,14 +235,6 @@ SPECTACULAR_SETTINGS = {
 STATIC_URL = "static/"
 # Where collectstatic writes; `make stack` points it into its nginx prefix.
 STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(VAR_DIR / "static")))
-# Serve STATIC_ROOT from the app itself (WhiteNoise) where no nginx sits in front: the
-# container image turns it on; `make stack` leaves it off, its nginx serves /static/.
-DJANGO_SERVE_STATIC = env_bool("DJANGO_SERVE_STATIC", default=False)
-if DJANGO_SERVE_STATIC:
-    MIDDLEWARE.insert(
-        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
-        "whitenoise.middleware.WhiteNoiseMiddleware",
-    )
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -239,24 +258,31 @@ if not DEBUG:
 
 # --- Logging --------------------------------------------------------------------------
 
+# One JSON object per line in production; the plain format when developing.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "apps.core.http.logging.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "apps.core.http.logging.RequestIdFilter"},
+        "context": {"()": "apps.observability.logging.ContextFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "apps.observability.logging.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["request_id"],
+            "formatter": "plain" if DEBUG else "json",
+            "filters": ["request_id", "context"],
         },
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
+        # One line per request (AccessLogMiddleware); WARNING silences it.
+        "highscale.access": {"level": env_str("ACCESS_LOG_LEVEL", "INFO")},
     },
 }
 
@@ -450,41 +476,9 @@ RATELIMIT_POLICIES: dict[str, dict[str, object]] = {
         "fail_open": False,
     },
 }
-REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["apps.ratelimit.throttles.ApiRateThrottle"]
-SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
-    "drf_spectacular.hooks.postprocess_schema_enums",
-    "apps.ratelimit.schema.add_throttled_responses",
-]
-MIDDLEWARE.append("apps.ratelimit.middleware.RateLimitHeadersMiddleware")
-# Sends an anonymous request's checks as it arrives, so Redis decides while the rest of
-# the stack runs (metrics, inserted at 0 below, stay outermost).
-MIDDLEWARE.insert(0, "apps.ratelimit.middleware.EarlyCheckMiddleware")
 
 # --- Observability -----------------------------------------------------------------------
 
-# Metrics and the access log wrap every request; `false` leaves them out (the bench
-# measures their cost this way).
-OBSERVABILITY_MIDDLEWARE = env_bool("OBSERVABILITY_MIDDLEWARE", default=True)
-if OBSERVABILITY_MIDDLEWARE:
-    # Metrics outermost, so their time covers every other middleware; the access log
-    # just inside the request id, so its line carries the id.
-    MIDDLEWARE.insert(0, "apps.observability.middleware.MetricsMiddleware")
-    MIDDLEWARE.insert(
-        MIDDLEWARE.index("apps.core.http.middleware.RequestIdMiddleware") + 1,
-        "apps.observability.middleware.AccessLogMiddleware",
-    )
-
-# One JSON object per line in production; the plain format when developing. (mypy infers
-# LOGGING's values as `object`, hence the ignores on indexing its nested dicts.)
-LOGGING["filters"]["context"] = {"()": "apps.observability.logging.ContextFilter"}  # type: ignore[index]
-LOGGING["formatters"]["json"] = {"()": "apps.observability.logging.JsonFormatter"}  # type: ignore[index]
-LOGGING["handlers"]["console"]["filters"] = ["request_id", "context"]  # type: ignore[index]
-LOGGING["handlers"]["console"]["formatter"] = "plain" if DEBUG else "json"  # type: ignore[index]
-LOGGING["loggers"]["highscale.access"] = {  # type: ignore[index]
-    "level": env_str("ACCESS_LOG_LEVEL", "INFO"),
-}
-# Celery workers log through Django's LOGGING above instead of their own handler.
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Port of a Celery worker's metrics endpoint (0: none); see apps/observability/celery_signals.py.
 CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0)
 # prometheus_client writes to PROMETHEUS_MULTIPROC_DIR from the first metric a module
