@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.servers import find_binary, free_port, port_open
+from deploy.local.binaries import find_binary
+from deploy.local.processes import free_port, port_open
 
 ROOT = Path(__file__).resolve().parents[2]
 # Variables of the test run that must not leak into the stack, which sets its own.
