@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
@@ -11,6 +12,7 @@ from rest_framework.test import APIClient
 from apps.orders.models import Product
 from apps.users.models import User
 from apps.users.services import token_create
+from deploy.local.servers import Servers
 from tests.factories import PASSWORD, ProductFactory, UserFactory
 
 # The Celery worker and warehouse-server fixtures of the event tests.
@@ -47,6 +49,16 @@ def _outbox_publishing_not_paused(monkeypatch: pytest.MonkeyPatch) -> None:
     from apps.core.events import outbox
 
     monkeypatch.setattr(outbox, "_publish_paused_until", 0.0)
+
+
+@pytest.fixture
+def private_servers() -> Iterator[Servers]:
+    """Yield an empty set of private servers, every one stopped after the test."""
+    servers = Servers()
+    try:
+        yield servers
+    finally:
+        servers.stop()
 
 
 @pytest.fixture

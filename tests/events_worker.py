@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.servers import free_port, stop_group
+from deploy.local.processes import free_port, stop_group
 
 WORKER_READY_TIMEOUT = 60
 

@@ -13,7 +13,7 @@ from collections.abc import Generator
 
 import pytest
 
-from tests.servers import Servers, broker_url_or_start
+from deploy.local.servers import Servers, broker_url_or_start
 
 _servers: Servers | None = None
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.servers import port_open
+from deploy.local.processes import port_open
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 FLOOR = "bare WSGI (floor)"

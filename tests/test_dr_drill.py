@@ -33,6 +33,7 @@ from deploy.dr.report import (
     render,
     tiers_met,
 )
+from deploy.local.postgres import PostgresServer, owned_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,9 +52,9 @@ def dr_root() -> Iterator[Path]:
 
 
 @pytest.fixture
-def nodes() -> Iterator[list[cluster.Node]]:
+def nodes() -> Iterator[list[PostgresServer]]:
     """Collect the nodes a test starts and stop every one of them afterwards."""
-    started: list[cluster.Node] = []
+    started: list[PostgresServer] = []
     try:
         yield started
     finally:
@@ -61,13 +62,13 @@ def nodes() -> Iterator[list[cluster.Node]]:
             node.stop(immediate=True)  # the data is thrown away anyway
 
 
-def _execute(node: cluster.Node, sql: str, *params: object) -> list[tuple[object, ...]]:
+def _execute(node: PostgresServer, sql: str, *params: object) -> list[tuple[object, ...]]:
     with psycopg.connect(node.url, autocommit=True) as connection:
         cursor = connection.execute(sql, params or None)
         return cursor.fetchall() if cursor.description else []
 
 
-def _insert(node: cluster.Node, label: str, count: int) -> None:
+def _insert(node: PostgresServer, label: str, count: int) -> None:
     with psycopg.connect(node.url) as connection:  # one transaction, committed on exit
         for number in range(count):
             connection.execute(
@@ -75,7 +76,7 @@ def _insert(node: cluster.Node, label: str, count: int) -> None:
             )
 
 
-def _wait_archived(node: cluster.Node, segment: str) -> None:
+def _wait_archived(node: PostgresServer, segment: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         [(archived,)] = _execute(node, "SELECT last_archived_wal FROM pg_stat_archiver")
@@ -86,11 +87,10 @@ def _wait_archived(node: cluster.Node, segment: str) -> None:
 
 
 def test_restore_from_base_backup_and_archive_loses_nothing_committed_before_the_failure_point(
-    dr_root: Path, nodes: list[cluster.Node]
+    dr_root: Path, nodes: list[PostgresServer]
 ) -> None:
-    bindir = cluster.postgres_bindir()
-    archive = cluster.owned_dir(dr_root / "wal_archive")
-    primary = cluster.create_primary(dr_root / "primary", archive, bindir, durable=False)
+    archive = owned_dir(dr_root / "wal_archive", 0o700)
+    primary = cluster.create_primary(dr_root / "primary", archive, durable=False)
     nodes.append(primary)
     _execute(primary, "CREATE TABLE drill_orders (id serial PRIMARY KEY, note text NOT NULL)")
     _insert(primary, "before-backup", 40)
@@ -117,9 +117,9 @@ def test_restore_from_base_backup_and_archive_loses_nothing_committed_before_the
     assert _execute(primary, "SELECT count(*) FROM drill_orders") == [(66,)]
 
     # The control: the same base backup with the archive lost too keeps only its own rows.
-    control = cluster.Node("control", cluster.owned_dir(dr_root / "control", 0o755), bindir)
+    control = PostgresServer("control", owned_dir(dr_root / "control"))
     nodes.append(control)
-    cluster.restore(control, backup, cluster.owned_dir(dr_root / "empty_archive"))
+    cluster.restore(control, backup, owned_dir(dr_root / "empty_archive", 0o700))
     notes = {row[0] for row in _execute(control, "SELECT note FROM drill_orders")}
     assert notes == {f"before-backup-{n}" for n in range(40)}
 

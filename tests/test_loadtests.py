@@ -27,9 +27,9 @@ from django.core.management import call_command
 
 from apps.observability.capacity import k6_summary_rps
 from apps.orders.demo_data import demo_data_seed
+from deploy.local.processes import free_port, stop_group, wait_until
 from tests import events_worker
 from tests.events_worker import Worker
-from tests.servers import free_port, stop_group, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 K6 = Path(sys.executable).parent / "k6"

@@ -39,6 +39,8 @@ if str(ROOT) not in sys.path:  # run as a script rather than with -m
 
 from deploy.dr import cluster  # noqa: E402 -- after the path fix above
 from deploy.dr.report import Measurement, measure, render  # noqa: E402
+from deploy.local.postgres import PostgresServer, owned_dir  # noqa: E402
+from deploy.local.processes import ServerError  # noqa: E402
 
 if TYPE_CHECKING:
     from deploy.dr.writer import OrderWriter
@@ -115,7 +117,7 @@ def seed() -> tuple[int, int]:
     return user.pk, product.pk
 
 
-def point_default_at(nodes: Sequence[cluster.Node]) -> None:
+def point_default_at(nodes: Sequence[PostgresServer]) -> None:
     """Point the ``default`` database at whichever of ``nodes`` accepts writes."""
     from django.conf import settings
     from django.db import connections
@@ -192,7 +194,7 @@ def writing(owner_id: int, product_id: int, rate: float) -> Iterator[OrderWriter
 
 def scenario_restore(
     clock: Clock,
-    primary: cluster.Node,
+    primary: PostgresServer,
     backup: Path,
     archive: Path,
     ids: tuple[int, int],
@@ -241,8 +243,8 @@ def scenario_restore(
 
 def scenario_promote(
     clock: Clock,
-    primary: cluster.Node,
-    replica: cluster.Node,
+    primary: PostgresServer,
+    replica: PostgresServer,
     ids: tuple[int, int],
     args: argparse.Namespace,
 ) -> Measurement:
@@ -271,7 +273,7 @@ def scenario_promote(
     )
 
 
-def wait_streaming(primary: cluster.Node) -> None:
+def wait_streaming(primary: PostgresServer) -> None:
     """Wait until a replica streams from ``primary``."""
     from django.db import connections
 
@@ -288,13 +290,12 @@ def run(args: argparse.Namespace) -> list[Measurement]:
     """Run both scenarios; stop every server started, whatever happens."""
     clock = Clock()
     workdir = prepare_workdir(args.workdir)
-    bindir = cluster.postgres_bindir()
-    archive = cluster.owned_dir(workdir / "wal_archive")
-    nodes: list[cluster.Node] = []
+    archive = owned_dir(workdir / "wal_archive", 0o700)
+    nodes: list[PostgresServer] = []
     succeeded = False
     try:
         durable = not args.no_fsync
-        primary = cluster.create_primary(workdir / "primary", archive, bindir, durable=durable)
+        primary = cluster.create_primary(workdir / "primary", archive, durable=durable)
         nodes.append(primary)
         clock.say(f"primary on 127.0.0.1:{primary.port}, data {primary.data}, archive {archive}")
         setup_django(primary.url)
@@ -305,7 +306,7 @@ def run(args: argparse.Namespace) -> list[Measurement]:
         backup_done_at = time.monotonic()
         clock.say(f"base backup taken with pg_basebackup into {backup}")
         restored = scenario_restore(clock, primary, backup, archive, ids, args, backup_done_at)
-        replica = cluster.create_replica(primary, workdir / "replica", bindir, durable=durable)
+        replica = cluster.create_replica(primary, workdir / "replica", durable=durable)
         nodes.append(replica)
         wait_streaming(primary)
         clock.say(f"streaming replica on 127.0.0.1:{replica.port}")
@@ -363,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         measurements = run(args)
-    except (cluster.ClusterError, DrillError, ValueError) as exc:
+    except (ServerError, DrillError, ValueError) as exc:
         print(f"dr-drill failed: {exc}", file=sys.stderr)
         return 1
     print()

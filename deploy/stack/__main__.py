@@ -20,7 +20,10 @@ from pathlib import Path
 from honcho import manager as honcho_manager  # type: ignore[import-untyped]
 from honcho.printer import Printer  # type: ignore[import-untyped]
 
-from deploy.stack.layout import ROOT, Layout, StackError, port_open, run_as
+from deploy.local import rabbitmq
+from deploy.local.postgres import owned_dir, run_as
+from deploy.local.processes import ServerError, port_open
+from deploy.stack.layout import ROOT, Layout, StackError
 from deploy.stack.services import app_env, services
 from deploy.stack.supervise import alive, read_records
 
@@ -37,7 +40,7 @@ def main() -> int:
         os.environ.update(_exported(layout))
         processes = services(layout)  # finds every binary first, or says what to install
         _prepare(layout)
-    except StackError as error:
+    except ServerError as error:
         print(f"make stack: {error}", file=sys.stderr)
         return 2
     honcho_manager.KILL_WAIT = KILL_WAIT_SECONDS
@@ -111,18 +114,17 @@ def _refuse_busy_ports(layout: Layout) -> None:
 
 def _prepare(layout: Layout) -> None:
     """Create the directories and configuration files every process expects."""
-    server_user = run_as()
     layout.var.mkdir(parents=True, exist_ok=True)
     # Servers running as other users (postgres, rabbitmq) must reach their directories.
     layout.var.chmod(0o755)
     layout.run_dir.mkdir(parents=True, exist_ok=True)
     for name in ("postgres", "replica"):
-        _owned_dir(layout.postgres_home(name), server_user)
+        owned_dir(layout.postgres_home(name))
     for name, port in (
         ("pgbouncer", layout.postgres_port),
         ("pgbouncer-replica", layout.replica_port),
     ):
-        _write_pgbouncer(layout, name, port, server_user)
+        _write_pgbouncer(layout, name, port)
     layout.redis_home.mkdir(exist_ok=True)
     if layout.own_broker:
         _prepare_rabbitmq(layout)
@@ -131,16 +133,12 @@ def _prepare(layout: Layout) -> None:
     _write_nginx(layout)
 
 
-def _owned_dir(path: Path, user: str | None) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    if user:
-        shutil.chown(path, user=user)
+def _write_pgbouncer(layout: Layout, name: str, server_port: int) -> None:
+    """Write the shipped PgBouncer config, pointed at this stack's server, into its home.
 
-
-def _write_pgbouncer(layout: Layout, name: str, server_port: int, user: str | None) -> None:
-    """Write the shipped PgBouncer config, pointed at this stack's server, into its home."""
-    home = layout.pgbouncer_home(name)
-    _owned_dir(home, user)
+    PgBouncer runs as the PostgreSQL user, which owns its home and files.
+    """
+    home = owned_dir(layout.pgbouncer_home(name))
     config = configparser.ConfigParser(interpolation=None, comment_prefixes=(";", "#"))
     config.optionxform = str  # type: ignore[assignment,method-assign]
     config.read(ROOT / "deploy" / "pgbouncer" / "pgbouncer.ini")
@@ -161,6 +159,7 @@ def _write_pgbouncer(layout: Layout, name: str, server_port: int, user: str | No
     (home / "userlist.txt").write_text('"postgres" ""\n')
     with open(home / "pgbouncer.ini", "w") as handle:
         config.write(handle)
+    user = run_as()
     if user:
         for path in home.iterdir():
             shutil.chown(path, user=user)
@@ -169,21 +168,20 @@ def _write_pgbouncer(layout: Layout, name: str, server_port: int, user: str | No
 def _prepare_rabbitmq(layout: Layout) -> None:
     home = layout.rabbitmq_home
     home.mkdir(exist_ok=True)
-    (home / "enabled_plugins").write_text("[rabbitmq_management].\n")
-    management = layout.rabbitmq_port + 10000
-    (home / "rabbitmq.conf").write_text(
-        "loopback_users = none\nmanagement.tcp.ip = 127.0.0.1\n"
-        f"management.tcp.port = {management}\n"
-    )
     # The system's cookie lets `rabbitmqctl -n <node>` talk to this node too.
     system_cookie = Path("/var/lib/rabbitmq/.erlang.cookie")
     with contextlib.suppress(OSError):
         shutil.copyfile(system_cookie, home / ".erlang.cookie")
         (home / ".erlang.cookie").chmod(0o400)
-    if os.geteuid() == 0 and Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
-        for path in (home, *home.rglob("*")):
-            with contextlib.suppress(LookupError, OSError):
-                shutil.chown(path, user="rabbitmq")
+    management = layout.rabbitmq_port + 10000
+    files = {
+        "enabled_plugins": "[rabbitmq_management].\n",
+        "rabbitmq.conf": (
+            "loopback_users = none\nmanagement.tcp.ip = 127.0.0.1\n"
+            f"management.tcp.port = {management}\n"
+        ),
+    }
+    rabbitmq.prepare_home(home, files, rabbitmq.server()[1])
 
 
 def _write_nginx(layout: Layout) -> None:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import os
-import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -14,19 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from deploy.local import postgres
+from deploy.local.processes import ServerError
 
-# The Debian package that provides each server binary the stack runs.
-PACKAGES = {
-    "initdb": "postgresql",
-    "postgres": "postgresql",
-    "pg_basebackup": "postgresql",
-    "pg_isready": "postgresql",
-    "pgbouncer": "pgbouncer",
-    "redis-server": "redis-server",
-    "rabbitmq-server": "rabbitmq-server",
-    "nginx": "nginx-light",
-}
+ROOT = Path(__file__).resolve().parents[2]
 
 # Variable → default. Every port can be moved, e.g. to run a second stack beside the first.
 DEFAULTS = {
@@ -45,7 +32,7 @@ DEFAULTS = {
 }
 
 
-class StackError(RuntimeError):
+class StackError(ServerError):
     """The stack cannot start; the message says what to do."""
 
 
@@ -159,7 +146,7 @@ class Layout:
         return not self.broker_url
 
     def database_url(self, port: int) -> str:
-        return f"postgres://postgres@127.0.0.1:{port}/highscale"
+        return postgres.url(port)
 
     @property
     def redis_url(self) -> str:
@@ -169,42 +156,11 @@ class Layout:
         return self.broker_url or f"amqp://guest:guest@127.0.0.1:{self.rabbitmq_port}//"
 
 
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    """Return whether something accepts TCP connections on host:port."""
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
-        return True
-    return False
-
-
-def find_binary(name: str) -> str:
-    """Return the path of a server binary, or say which Debian package provides it."""
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if found:
-        return found
-    for candidate in sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True):
-        return candidate
-    package = PACKAGES.get(name, name)
-    raise StackError(
-        f"{name} is not installed; it comes with the Debian package {package}: "
-        f"sudo apt-get install {package}"
-    )
-
-
-def postgres_bin(name: str) -> str:
-    """Return a PostgreSQL program from the same installation as ``initdb``."""
-    return str(Path(find_binary("initdb")).resolve().parent / name)
-
-
 def venv_bin(name: str) -> str:
     """Return a program installed next to the running Python (the project's venv)."""
     return str(Path(sys.executable).parent / name)
 
 
-def run_as() -> str | None:
-    """Return the user the data servers run as: ``postgres`` when we are root, else us."""
-    return "postgres" if os.geteuid() == 0 else None
-
-
 def run(command: list[str], **options: Any) -> subprocess.CompletedProcess[bytes]:
-    """Run one of the stack's own fixed commands (paths from find_binary, no shell)."""
+    """Run one of the stack's own fixed commands (no shell)."""
     return subprocess.run(command, **options)  # noqa: S603 -- fixed argument lists, no shell

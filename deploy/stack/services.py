@@ -15,16 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from deploy.stack.layout import (
-    ROOT,
-    Layout,
-    find_binary,
-    port_open,
-    postgres_bin,
-    run,
-    run_as,
-    venv_bin,
-)
+from deploy.local import postgres, rabbitmq, redis
+from deploy.local.binaries import find_binary
+from deploy.local.postgres import PostgresServer
+from deploy.local.processes import port_open
+from deploy.stack.layout import ROOT, Layout, run, venv_bin
 
 # (what is awaited, the check) — a process starts once every check of its list passes.
 Check = tuple[str, Callable[[], bool]]
@@ -95,12 +90,7 @@ def services(layout: Layout) -> list[Service]:
 
 
 def _pg_ready(port: int) -> Check:
-    def ready() -> bool:
-        command = [postgres_bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
-        command += ["-U", "postgres", "-d", "postgres"]
-        return run(command, check=False).returncode == 0
-
-    return (f"PostgreSQL on port {port}", ready)
+    return (f"PostgreSQL on port {port}", lambda: postgres.is_ready(port))
 
 
 def _port(what: str, port: int) -> Check:
@@ -121,30 +111,18 @@ def _broker(layout: Layout) -> Check:
 
 
 def _postgres(layout: Layout, name: str, port: int, tier: int) -> Service:
-    home = layout.postgres_home(name)
-    data = home / "data"
-    settings = {
-        "listen_addresses": "127.0.0.1",
-        "port": str(port),
-        "unix_socket_directories": str(home),
-        "wal_level": "replica",
-        "max_wal_senders": "10",
-        "hot_standby": "on",
-        "max_connections": "200",
-    }
+    settings = {**postgres.REPLICATION, "max_connections": "200"}
     if not layout.postgres_fsync:
-        settings.update(fsync="off", full_page_writes="off", synchronous_commit="off")
-    command = [postgres_bin("postgres"), "-D", str(data)]
-    for key, value in settings.items():
-        command += ["-c", f"{key}={value}"]
+        settings.update(postgres.NO_FSYNC)
+    server = PostgresServer(name, layout.postgres_home(name), port, settings)
     if name == "postgres":
         waits: tuple[Check, ...] = ()
-        prepare = _initdb(data)
+        prepare = _initdb(server.data)
     else:
         waits = (_pg_ready(layout.postgres_port),)
-        prepare = _basebackup(layout, data)
+        prepare = _basebackup(layout, server.data)
     return Service(
-        name, tier, command, user=run_as(), stop_signal=signal.SIGINT,
+        name, tier, server.command(), user=postgres.run_as(), stop_signal=signal.SIGINT,
         stop_timeout=60, waits_for=waits, prepare=prepare,
     )  # fmt: skip
 
@@ -155,8 +133,7 @@ def _initdb(data: Path) -> Callable[[], None]:
             print(f"reusing {data}", flush=True)
             return
         print(f"first run: initdb {data}", flush=True)
-        command = [find_binary("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
-        run([*command, "-E", "UTF8", "--no-sync"], check=True, user=run_as())
+        postgres.initdb(data)
 
     return initdb
 
@@ -167,9 +144,7 @@ def _basebackup(layout: Layout, data: Path) -> Callable[[], None]:
             print(f"reusing {data}", flush=True)
             return
         print(f"first run: pg_basebackup -R into {data}", flush=True)
-        source = ["-h", "127.0.0.1", "-p", str(layout.postgres_port), "-U", "postgres"]
-        command = [postgres_bin("pg_basebackup"), *source, "-D", str(data)]
-        run([*command, "-R", "-X", "stream", "-c", "fast"], check=True, user=run_as())
+        postgres.base_backup(layout.postgres_port, data, standby=True)
 
     return basebackup
 
@@ -177,40 +152,24 @@ def _basebackup(layout: Layout, data: Path) -> Callable[[], None]:
 def _pgbouncer(layout: Layout, name: str, server_port: int) -> Service:
     ini = layout.pgbouncer_home(name) / "pgbouncer.ini"
     return Service(
-        name, POOLER_TIER, [find_binary("pgbouncer"), str(ini)], user=run_as(),
+        name, POOLER_TIER, [find_binary("pgbouncer"), str(ini)], user=postgres.run_as(),
         stop_signal=signal.SIGINT, waits_for=(_pg_ready(server_port),),
     )  # fmt: skip
 
 
 def _redis(layout: Layout) -> Service:
-    command = [
-        find_binary("redis-server"), "--bind", "127.0.0.1", "--port", str(layout.redis_port),
-        "--dir", str(layout.redis_home), "--save", "60 1000 300 10", "--appendonly", "no",
-    ]  # fmt: skip
+    command = redis.command(layout.redis_port, layout.redis_home, save="60 1000 300 10")
     return Service("redis", STORE_TIER, command)
 
 
 def _rabbitmq(layout: Layout) -> Service:
-    home = layout.rabbitmq_home
-    # Debian's /usr/sbin wrapper re-launches itself through `su` in a session of its own,
-    # which would escape the stop; the real script runs as `rabbitmq` instead.
-    real = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
-    binary = str(real) if real.exists() else find_binary("rabbitmq-server")
-    env = {
-        "RABBITMQ_NODENAME": f"highscale-stack-{layout.rabbitmq_port}@localhost",
-        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-        "RABBITMQ_NODE_PORT": str(layout.rabbitmq_port),
-        "RABBITMQ_DIST_PORT": str(layout.rabbitmq_port + 20000),
-        "RABBITMQ_MNESIA_BASE": str(home / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(home / "log"),
-        "RABBITMQ_LOGS": "-",
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
-        "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq"),
-        "RABBITMQ_PID_FILE": str(home / "rabbitmq.pid"),
-        "ERL_CRASH_DUMP": str(home / "erl_crash.dump"),
-        "HOME": str(home),
-    }
-    user = "rabbitmq" if os.geteuid() == 0 and real.exists() else None
+    binary, user = rabbitmq.server()
+    node = f"highscale-stack-{layout.rabbitmq_port}@localhost"
+    env = rabbitmq.environment(
+        layout.rabbitmq_home, node=node, port=layout.rabbitmq_port,
+        dist_port=layout.rabbitmq_port + 20000,
+    )  # fmt: skip
+    env["RABBITMQ_LOGS"] = "-"
     return Service(
         "rabbitmq", STORE_TIER, [binary], env=env, user=user, signal_group=True, stop_timeout=45
     )

@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from deploy.stack.layout import Layout, StackError
+from deploy.local.processes import ServerError
+from deploy.stack.layout import Layout
 from deploy.stack.services import Service, services
 
 # How long a process may wait for its dependencies before the stack gives up.
@@ -93,7 +94,7 @@ class Supervisor:
         if self.service.prepare is not None:
             try:
                 self.service.prepare()
-            except (subprocess.CalledProcessError, OSError, StackError) as error:
+            except (subprocess.CalledProcessError, OSError, ServerError) as error:
                 print(f"{self.service.name}: preparation failed: {error}", flush=True)
                 return 1
         while True:

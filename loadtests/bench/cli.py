@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from deploy.local.processes import ServerError
 from loadtests.bench.cases import FLOOR, Case, select_cases
 from loadtests.bench.errors import BenchError
 from loadtests.bench.gunicorn import start_gunicorn
@@ -26,7 +27,6 @@ from loadtests.bench.runner import CaseResult, measure, prepare_case
 from loadtests.bench.sections import SECTIONS
 from loadtests.bench.targets import TARGETS, Site, base_environment
 from loadtests.bench.wrk import WrkSettings, find_wrk
-from tests.servers import ServerError
 
 
 def main(argv: Sequence[str] | None = None) -> int:

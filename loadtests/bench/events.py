@@ -76,7 +76,7 @@ print(product.pk, token_create(username="bench", password="bench-pass-123"))
 
 def section() -> int:
     """Measure and print both lines; return 0, or 1 when a measurement failed."""
-    from tests.servers import Servers, broker_url_or_start
+    from deploy.local.servers import Servers, broker_url_or_start
 
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="highscale-ev-")))

@@ -16,9 +16,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.local.processes import ServerError, free_port, wait_until
 from loadtests.bench.errors import BenchError
 from loadtests.bench.targets import BASE_DIR
-from tests.servers import ServerError, free_port, wait_until
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 60.0

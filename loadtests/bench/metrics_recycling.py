@@ -39,9 +39,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from deploy.local.processes import free_port, port_open, wait_until
 from loadtests.bench.errors import BenchError
 from loadtests.bench.targets import BASE_DIR, base_environment
-from tests.servers import free_port, port_open, wait_until
 
 HOST = "127.0.0.1"
 WORKERS = 2

@@ -35,9 +35,9 @@ from pathlib import Path
 
 import redis
 
+from deploy.local.servers import Servers
 from loadtests.bench import placement
 from loadtests.bench.errors import BenchError
-from tests.servers import Servers
 
 # targets.py registers this module's target, and gunicorn.py imports targets.py: both
 # are imported inside the functions that need them.

@@ -30,7 +30,7 @@ def database_urls() -> tuple[str, str]:
     """Return the URLs of the bench's primary and replica, starting them on first use."""
     global _urls
     if _urls is None:
-        from tests.servers import Servers
+        from deploy.local.servers import Servers
 
         servers = Servers()
         atexit.register(servers.stop)

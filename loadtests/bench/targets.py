@@ -106,7 +106,7 @@ def _prepare_profile(*, redis: bool, l1: bool) -> Callable[[Path], dict[str, str
         overrides["RATELIMIT_OVERRIDES"] = "api=1000000000/60"
         overrides["CACHE_L1_MAX_ENTRIES"] = "10000" if l1 else "0"
         if redis:
-            from tests.servers import Servers
+            from deploy.local.servers import Servers
 
             servers = Servers(root=workdir / "servers")
             (workdir / "servers").mkdir()

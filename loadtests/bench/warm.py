@@ -27,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1000)
     options = parser.parse_args(argv)
 
-    from tests.servers import Servers
+    from deploy.local.servers import Servers
 
     servers = Servers()
     try:

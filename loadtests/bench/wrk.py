@@ -7,8 +7,8 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from deploy.local.binaries import find_binary
 from loadtests.bench.errors import BenchError
-from tests.servers import find_binary
 
 # A run may lose a handful of connections as wrk stops mid-request; more than this
 # share of the requests is a server problem, not noise.

@@ -13,8 +13,8 @@ from decimal import Decimal
 import pytest
 import requests
 
+from deploy.local.processes import ServerError, free_port, wait_until
 from tests.config.subprocess_env import ROOT, embedded_environment, manage
-from tests.servers import ServerError, free_port, wait_until
 
 ADMIN_CREATED = "Admin: http://127.0.0.1:8000/admin/ — user admin, password admin\n"
 ADMIN_KEPT = "Admin: http://127.0.0.1:8000/admin/ — user admin exists already; left unchanged.\n"

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.servers import find_binary, free_port, wait_until
+from deploy.local.binaries import find_binary
+from deploy.local.processes import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "deploy" / "nginx" / "nginx.conf"

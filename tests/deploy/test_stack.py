@@ -9,7 +9,6 @@ Ctrl-C leaving no process behind; a second run finding the first run's data.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import re
 import shutil
@@ -27,7 +26,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.servers import find_binary, free_port, port_open
+from deploy.local.binaries import find_binary
+from deploy.local.processes import free_port, port_open
 
 ROOT = Path(__file__).resolve().parents[2]
 # Variables of the test run that must not leak into the stack, which sets its own.
@@ -231,21 +231,6 @@ def _pgbouncer_show(stack: Stack, what: str) -> list[dict[str, str]]:
 def _transactions(stack: Stack) -> int:
     rows = [row for row in _pgbouncer_show(stack, "STATS") if row["database"] == "highscale"]
     return int(rows[0]["total_xact_count"]) if rows else 0
-
-
-def test_a_missing_server_binary_names_its_debian_package(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from deploy.stack import layout
-
-    # No program found anywhere on PATH, as on a machine without the packages.
-    monkeypatch.setattr(shutil, "which", lambda name, path=None: None)
-    monkeypatch.setattr(glob, "glob", lambda pattern: [])
-
-    with pytest.raises(layout.StackError, match=r"sudo apt-get install nginx-light$"):
-        layout.find_binary("nginx")
-    with pytest.raises(layout.StackError, match=r"sudo apt-get install pgbouncer$"):
-        layout.find_binary("pgbouncer")
 
 
 def test_the_launcher_refuses_a_busy_port_before_starting_anything(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import free_port, stop_group, wait_until
+from deploy.local.processes import free_port, stop_group, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"

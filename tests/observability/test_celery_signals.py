@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from celery import current_app
 
+from deploy.local.processes import free_port, stop_group
 from tests.events_worker import _purge_run_queues, _run_queue_names, wait_for
 from tests.events_worker import test_database_url as worker_database_url
 from tests.observability.conftest import samples
-from tests.servers import free_port, stop_group
 
 
 class MetricsWorker:

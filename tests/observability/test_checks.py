@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from tests.servers import Process, Servers, find_binary, free_port, port_open, wait_until
+from deploy.local.processes import Process, free_port, port_open, wait_until
+from deploy.local.servers import Servers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +33,7 @@ def _readyz(port: int) -> tuple[int, dict[str, Any]]:
         connection.close()
 
 
-def _start_again(servers: Servers, name: str, database_url: str) -> None:
+def _start_again(servers: Servers, name: str) -> None:
     """Start the stopped server ``name`` again on its old port and data."""
     process = next(p for p in servers.processes if p.name == name)
     servers.processes.remove(process)
@@ -42,11 +43,7 @@ def _start_again(servers: Servers, name: str, database_url: str) -> None:
         )
         servers.processes.append(Process(name, popen))
         return
-    home = servers.root / name
-    port = int(database_url.rsplit(":", 1)[1].split("/", 1)[0])
-    bindir = Path(find_binary("initdb")).resolve().parent
-    as_user = "postgres" if os.geteuid() == 0 else None
-    servers._run_postgres(bindir, home / "data", home, port, name, as_user)
+    servers.restart_postgres(name)
 
 
 @pytest.fixture
@@ -90,7 +87,7 @@ def web(tmp_path: Path) -> Iterator[tuple[int, Servers, str]]:
 
 @pytest.mark.parametrize(("server", "check"), [("redis", "cache"), ("pg", "database")])
 def test_readyz_names_a_stopped_dependency_and_recovers_when_it_returns(web, server, check):
-    port, servers, database_url = web
+    port, servers, _ = web
     wait_until(lambda: _readyz(port)[0] == 200, 30, f"/readyz ({_readyz(port)[1]})")
     next(p for p in servers.processes if p.name == server).stop()
 
@@ -101,19 +98,10 @@ def test_readyz_names_a_stopped_dependency_and_recovers_when_it_returns(web, ser
     assert body["checks"][check]["ok"] is False
     assert [name for name, c in body["checks"].items() if not c["ok"]] == [check]
 
-    _start_again(servers, server, database_url)
+    _start_again(servers, server)
 
     wait_until(lambda: _readyz(port)[0] == 200, 60, f"/readyz after {server} returned")
     assert _readyz(port)[1]["checks"][check] == {"ok": True, "detail": "ok"}
-
-
-@pytest.fixture
-def private_servers() -> Iterator[Servers]:
-    servers = Servers()
-    try:
-        yield servers
-    finally:
-        servers.stop()
 
 
 def _redis_caches(url: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from apps.observability.celery_signals import _scrape_gauges
-from tests.servers import find_binary
+from deploy.local.binaries import find_binary
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "highscale.json"
 # Every selector in the dashboard is written `name{...}`, so this finds every metric.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.servers import find_binary
+from deploy.local.binaries import find_binary
 
 PROMETHEUS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 # Installed from Debian when missing (as root), else the run stops with the command.

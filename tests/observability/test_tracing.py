@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from apps.observability.logging import ContextFilter, JsonFormatter
 from apps.observability.tracing import init_tracing
-from tests.servers import wait_until
+from deploy.local.processes import wait_until
 
 
 @pytest.fixture(scope="module")

@@ -257,7 +257,7 @@ def test_orders_placed_while_the_broker_is_unreachable_succeed_and_are_processed
     import requests
 
     from apps.core.events.outbox import outbox_sweep
-    from tests.servers import free_port, port_open
+    from deploy.local.processes import free_port, port_open
 
     product = Product.objects.create(sku="DOWN-1", name="Bolt", price="1.00", stock=60)
     port = free_port()

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from apps.ratelimit.backends import BREAKER_SECONDS, redis_backend
 from apps.ratelimit.limiter import Decision, hit, start_hit
-from tests.servers import wait_until
+from deploy.local.processes import wait_until
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ import redis
 from apps.ratelimit import metrics
 from apps.ratelimit.backends import BREAKER_SECONDS
 from apps.ratelimit.limiter import hit
-from tests.servers import find_binary, free_port, port_open, wait_until
+from deploy.local.binaries import find_binary
+from deploy.local.processes import free_port, port_open, wait_until
 
 
 class PrivateRedis:

@@ -21,8 +21,8 @@ from django.db import connection
 from apps.ratelimit.models import RateLimitOverride
 from apps.users.models import User
 from apps.users.services import token_create
+from deploy.local.processes import free_port, stop_group, wait_until
 from tests.factories import PASSWORD, UserFactory
-from tests.servers import free_port, stop_group, wait_until
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 # Anonymous, so every request counts against one key (the client address), and

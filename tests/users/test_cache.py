@@ -20,9 +20,9 @@ from apps.users.cache import user_cache_key, user_profile_get_cached
 from apps.users.models import User
 from apps.users.selectors import user_public_profile
 from apps.users.services import user_touch_last_active, user_update_profile
+from deploy.local.servers import Servers
 from tests.core.cache.nodes import TEST_CONFIG, listening, node_factory
 from tests.factories import UserFactory
-from tests.servers import Servers
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

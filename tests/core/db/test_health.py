@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -14,8 +13,9 @@ from rest_framework.test import APIClient
 from apps.core.db.counters import query_counts
 from apps.core.db.health import FallbackBudget, fallback_budget, monitor
 from apps.orders.models import Product
+from deploy.local.processes import ServerError
+from deploy.local.servers import Servers
 from tests.core.db.live import live_replica, primary_lsn, replica_urls, wait_for
-from tests.servers import Servers
 
 ALIAS = "replica_1"
 NAME = "replica-down"
@@ -29,7 +29,7 @@ def replica_servers() -> Iterator[tuple[Servers, str]]:
     try:
         try:
             url = servers.start_replica(django_settings.DATABASE_URL, name=NAME)
-        except subprocess.CalledProcessError:
+        except ServerError:
             pytest.fail("the primary does not accept pg_basebackup from this host")
         yield servers, url
     finally:

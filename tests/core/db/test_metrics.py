@@ -19,6 +19,7 @@ from rest_framework.test import APIClient
 
 from apps.core.db.health import monitor
 from apps.orders.models import Product
+from deploy.local.processes import free_port, stop_group, wait_until
 from tests.core.db.live import (
     live_replica,
     primary_lsn,
@@ -26,7 +27,6 @@ from tests.core.db.live import (
     replica_urls,
     wait_for,
 )
-from tests.servers import free_port, stop_group, wait_until
 
 ALIAS = "replica_1"
 ROOT = Path(__file__).resolve().parents[3]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import configparser
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -16,7 +15,10 @@ from django.db import connections
 from rest_framework.test import APIClient
 
 from apps.orders.models import Product
-from tests.servers import Process, Servers, find_binary, free_port, port_open, wait_until
+from deploy.local.binaries import find_binary
+from deploy.local.postgres import run_as
+from deploy.local.processes import Process, free_port, port_open, wait_until
+from deploy.local.servers import Servers
 
 BASE_DIR = Path(__file__).resolve().parents[3]
 CONFIG = BASE_DIR / "deploy" / "pgbouncer" / "pgbouncer.ini"
@@ -35,7 +37,7 @@ def pgbouncer() -> Iterator[int]:
     binary = find_binary("pgbouncer")
     primary = connections.settings["default"]
     servers = Servers()
-    as_user = "postgres" if os.geteuid() == 0 else None
+    as_user = run_as()
     home = servers.root / "pgbouncer"
     home.mkdir()
     port = free_port()

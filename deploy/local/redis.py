@@ -1,0 +1,18 @@
+"""The command line of a local Redis server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploy.local.binaries import find_binary
+
+
+def command(port: int, home: Path, *, save: str = "") -> list[str]:
+    """Return the command that runs Redis on 127.0.0.1:``port`` with its files in ``home``.
+
+    ``save`` is Redis's snapshot rule; empty keeps nothing on disk.
+    """
+    return [
+        find_binary("redis-server"), "--bind", "127.0.0.1", "--port", str(port),
+        "--dir", str(home), "--save", save, "--appendonly", "no",
+    ]  # fmt: skip

@@ -1,0 +1,106 @@
+"""The local launcher (deploy/local): private servers start, answer, restart and stop,
+leaving nothing behind, as on a machine where none runs."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from kombu import Connection
+
+from deploy.local import binaries, postgres
+from deploy.local.processes import ServerError, port_open, wait_until
+from deploy.local.servers import Servers
+
+
+def _execute(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    with psycopg.connect(url.replace("/highscale", "/postgres"), autocommit=True) as conn:
+        cursor = conn.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _scalar(url: str, sql: str, params: tuple[object, ...] = ()) -> object:
+    [(value,)] = _execute(url, sql, params)
+    return value
+
+
+def _processes_under(path: Path) -> list[str]:
+    """Return the command lines of running processes that mention ``path``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            command = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if str(path) in command:
+                found.append(command)
+    return found
+
+
+def test_private_servers_start_answer_and_leave_nothing_behind():
+    servers = Servers()
+    try:
+        primary = servers.start_postgres()
+        replica = servers.start_replica(primary)
+        redis_url = servers.start_redis()
+        broker = servers.start_rabbitmq()
+
+        _execute(primary, "CREATE TABLE probe (id int)")
+        _execute(primary, "INSERT INTO probe VALUES (42)")
+        lsn = _scalar(primary, "SELECT pg_current_wal_insert_lsn()")
+        assert _scalar(replica, "SELECT pg_is_in_recovery()") is True
+        assert _scalar(primary, "SELECT state FROM pg_stat_replication") == "streaming"
+        wait_until(
+            lambda: (
+                _scalar(replica, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)) is True
+            ),
+            30,
+            "the replica replaying the primary's insert",
+        )
+        assert _scalar(replica, "SELECT array_agg(id) FROM probe") == [42]
+        assert redis.Redis.from_url(redis_url).ping() is True
+        with Connection(broker, connect_timeout=5) as conn:
+            conn.ensure_connection(max_retries=1)
+        ports = [int(url.rsplit(":", 1)[1].split("/")[0]) for url in (primary, replica, redis_url)]
+        ports.append(int(broker.rsplit(":", 1)[1].split("/")[0]))
+    finally:
+        servers.stop()
+
+    assert not servers.root.exists()
+    assert [port for port in ports if port_open("127.0.0.1", port)] == []
+    assert _processes_under(servers.root) == []
+
+
+def test_a_stopped_postgres_restarts_on_its_port_with_its_data(private_servers: Servers) -> None:
+    servers = private_servers
+    url = servers.start_postgres("restartable")
+    _execute(url, "CREATE TABLE kept (id int)")
+    _execute(url, "INSERT INTO kept VALUES (7)")
+
+    servers.stop_server("restartable")
+    assert not port_open("127.0.0.1", postgres.port_of(url))
+    servers.restart_postgres("restartable")
+
+    assert _scalar(url, "SELECT array_agg(id) FROM kept") == [7]
+    assert [p.name for p in servers.processes] == ["restartable"]
+
+
+def test_a_postgres_tool_failure_raises_with_its_output(tmp_path: Path) -> None:
+    with pytest.raises(ServerError, match=r"pg_basebackup .* failed:\n.*"):
+        postgres.base_backup(1, tmp_path / "copy", standby=True)
+
+
+def test_a_missing_server_binary_names_the_exact_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No program found anywhere, and no apt-get: as on a machine without the packages.
+    monkeypatch.setattr(shutil, "which", lambda name, path=None: None)
+    monkeypatch.setattr(glob, "glob", lambda pattern: [])
+
+    with pytest.raises(ServerError, match=r"Install it with: sudo apt-get install -y nginx-light$"):
+        binaries.find_binary("nginx")
+    with pytest.raises(ServerError, match=r"Install it with: sudo apt-get install -y postgresql$"):
+        binaries.find_binary("initdb")
