@@ -364,11 +364,6 @@ CELERY_BEAT_SCHEDULE = {
 OUTBOX_SWEEP_MIN_AGE_SECONDS = 2
 # After a failed publish, requests stop trying the broker for this long; the sweep catches up.
 OUTBOX_PUBLISH_BACKOFF_SECONDS = 5
-# Which tasks consume each event type; the relay sends every event to each of them.
-OUTBOX_ROUTES: dict[str, list[str]] = {
-    "order.created": ["orders.reserve_inventory"],
-    "order.confirmed": ["orders.send_confirmation_email", "orders.notify_warehouse"],
-}
 # Durable quorum queues (replicated, with a delivery limit) on a topic exchange, which
 # Celery's native delayed delivery needs for retries with a countdown.
 _EVENTS_EXCHANGE = Exchange(EVENTS_QUEUE_PREFIX, type="topic", durable=True)
@@ -392,12 +387,8 @@ CELERY_TASK_DEFAULT_QUEUE = f"{EVENTS_QUEUE_PREFIX}.default"
 CELERY_TASK_DEFAULT_EXCHANGE = _EVENTS_EXCHANGE.name
 CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
 CELERY_TASK_DEFAULT_ROUTING_KEY = CELERY_TASK_DEFAULT_QUEUE
-CELERY_TASK_ROUTES = {
-    "orders.reserve_inventory": {"queue": f"{EVENTS_QUEUE_PREFIX}.orders"},
-    "orders.send_confirmation_email": {"queue": f"{EVENTS_QUEUE_PREFIX}.orders"},
-    # The webhook waits on a remote server; its own queue keeps orders flowing meanwhile.
-    "orders.notify_warehouse": {"queue": f"{EVENTS_QUEUE_PREFIX}.webhooks"},
-}
+# Consumer tasks go to the queue their app's event table names (apps/<app>/events.py).
+CELERY_TASK_ROUTES = ["apps.core.events.routing.route_task"]
 # Broker-level rejects (delivery limit, undecodable bodies) land here, durably.
 EVENTS_DEAD_LETTER_QUEUES = [
     Queue(

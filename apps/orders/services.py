@@ -11,13 +11,13 @@ from django.db import transaction
 from apps.core.events.outbox import outbox_write
 from apps.core.http.errors import InvalidInput
 from apps.observability.metrics import record_order
+from apps.orders.events import ORDER_CREATED
 from apps.orders.models import Order, OrderLine, Product
 
 MAX_ORDER_LINES = 1000
 MAX_LINE_QUANTITY = 10_000
 # The largest total ``Order.total`` (14 digits, 2 decimal places) can store.
 MAX_ORDER_TOTAL = Decimal("999999999999.99")
-ORDER_CREATED = "order.created"
 
 
 @dataclass(frozen=True)
