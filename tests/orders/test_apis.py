@@ -408,6 +408,25 @@ def test_retry_with_keys_reordered_counts_as_the_same_body(auth_client, product)
     assert Order.objects.count() == 1
 
 
+def test_placing_an_order_writes_its_lines_and_never_reads_them_back(
+    auth_client, db, django_assert_num_queries
+):
+    products = [make_product("1.00"), make_product("2.00"), make_product("3.00")]
+    body = {"items": [{"product_id": p.pk, "quantity": 2} for p in products]}
+    # A first request records the user's activity, which later ones skip.
+    assert post_order(auth_client, body, key="first").status_code == 201
+    # The token; the savepoint (the test's transaction) and its release; the key's lock
+    # and record; the products; the order, its lines in one INSERT, the outbox event and
+    # the idempotency record.
+    with django_assert_num_queries(10):
+        response = post_order(auth_client, body, key="lines")
+
+    assert response.status_code == 201
+    assert [(line["product_id"], line["quantity"]) for line in response.json()["lines"]] == [
+        (p.pk, 2) for p in products
+    ]
+
+
 def test_reusing_a_key_with_another_body_is_refused(auth_client, product):
     first = post_order(auth_client, {"items": [{"product_id": product.pk, "quantity": 1}]})
 
