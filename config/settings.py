@@ -170,8 +170,6 @@ USER_LAST_ACTIVE_INTERVAL_SECONDS = env_int("USER_LAST_ACTIVE_INTERVAL_SECONDS",
 # A request body above this size is answered 413 before it is read.
 REQUEST_BODY_MAX_BYTES = 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
-# An idempotency key left "in flight" by a crashed request may be taken over after this.
-IDEMPOTENCY_LEASE_SECONDS = env_int("IDEMPOTENCY_LEASE_SECONDS", 30, minimum=1)
 
 # --- REST API -------------------------------------------------------------------------
 
