@@ -360,7 +360,8 @@ CELERY_BEAT_SCHEDULE = {
 }
 # Events left unsent this long are published by the sweep (younger ones by their commit).
 OUTBOX_SWEEP_MIN_AGE_SECONDS = 2
-# After a failed publish, requests stop trying the broker for this long; the sweep catches up.
+# After a failed publish, commits stop trying the broker for this long (the outbox's
+# circuit breaker); the sweep catches up.
 OUTBOX_PUBLISH_BACKOFF_SECONDS = 5
 # Durable quorum queues (replicated, with a delivery limit) on a topic exchange, which
 # Celery's native delayed delivery needs for retries with a countdown.
