@@ -84,6 +84,6 @@ def _declare_dead_letter_queue(**_: object) -> None:
 def _flush_outbox_relay(**_: object) -> None:
     # A pool process ends with os._exit, which skips atexit: publish what its relay holds
     # now rather than leave it to the next sweep.
-    from apps.core.events.outbox import outbox_relay_flush
+    from apps.core.events.outbox import outbox_relay_close
 
-    outbox_relay_flush(2.0)
+    outbox_relay_close(2.0)

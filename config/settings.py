@@ -190,8 +190,6 @@ USER_LAST_ACTIVE_INTERVAL_SECONDS = env_int("USER_LAST_ACTIVE_INTERVAL_SECONDS",
 # A request body above this size is answered 413 before it is read.
 REQUEST_BODY_MAX_BYTES = 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
-# An idempotency key left "in flight" by a crashed request may be taken over after this.
-IDEMPOTENCY_LEASE_SECONDS = env_int("IDEMPOTENCY_LEASE_SECONDS", 30, minimum=1)
 
 # --- REST API -------------------------------------------------------------------------
 
@@ -388,13 +386,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 # Events left unsent this long are published by the sweep (younger ones by their commit).
 OUTBOX_SWEEP_MIN_AGE_SECONDS = 2
-# After a failed publish, requests stop trying the broker for this long; the sweep catches up.
+# After a failed publish, commits stop trying the broker for this long (the outbox's
+# circuit breaker); the sweep catches up.
 OUTBOX_PUBLISH_BACKOFF_SECONDS = 5
-# Which tasks consume each event type; the relay sends every event to each of them.
-OUTBOX_ROUTES: dict[str, list[str]] = {
-    "order.created": ["orders.reserve_inventory"],
-    "order.confirmed": ["orders.send_confirmation_email", "orders.notify_warehouse"],
-}
 # Durable quorum queues (replicated, with a delivery limit) on a topic exchange, which
 # Celery's native delayed delivery needs for retries with a countdown.
 _EVENTS_EXCHANGE = Exchange(EVENTS_QUEUE_PREFIX, type="topic", durable=True)
@@ -418,12 +412,8 @@ CELERY_TASK_DEFAULT_QUEUE = f"{EVENTS_QUEUE_PREFIX}.default"
 CELERY_TASK_DEFAULT_EXCHANGE = _EVENTS_EXCHANGE.name
 CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
 CELERY_TASK_DEFAULT_ROUTING_KEY = CELERY_TASK_DEFAULT_QUEUE
-CELERY_TASK_ROUTES = {
-    "orders.reserve_inventory": {"queue": f"{EVENTS_QUEUE_PREFIX}.orders"},
-    "orders.send_confirmation_email": {"queue": f"{EVENTS_QUEUE_PREFIX}.orders"},
-    # The webhook waits on a remote server; its own queue keeps orders flowing meanwhile.
-    "orders.notify_warehouse": {"queue": f"{EVENTS_QUEUE_PREFIX}.webhooks"},
-}
+# Consumer tasks go to the queue their app's event table names (apps/<app>/events.py).
+CELERY_TASK_ROUTES = ["apps.core.events.routing.route_task"]
 # Broker-level rejects (delivery limit, undecodable bodies) land here, durably.
 EVENTS_DEAD_LETTER_QUEUES = [
     Queue(

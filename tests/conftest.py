@@ -40,15 +40,15 @@ def _empty_cache() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _outbox_publishing_not_paused(monkeypatch: pytest.MonkeyPatch) -> None:
+def _outbox_publishing_not_paused() -> None:
     """Start every test with the outbox's after-commit publishing on.
 
-    A test that makes a publish fail pauses publishing in this process for a few seconds;
-    that must not leak into the next test.
+    A test that makes a publish fail opens this process's outbox breaker for a few
+    seconds; that must not leak into the next test.
     """
-    from apps.core.events import outbox
+    from apps.core.events.outbox import outbox_breaker
 
-    monkeypatch.setattr(outbox, "_publish_paused_until", 0.0)
+    outbox_breaker().reset()
 
 
 @pytest.fixture

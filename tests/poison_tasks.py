@@ -53,3 +53,8 @@ def slow_note(marker_path: str, seconds: float) -> None:
     time.sleep(seconds)
     with open(marker_path, "a") as marker:
         marker.write("done\n")
+
+
+@shared_task(base=ReliableTask, name="tests.outbox_consumer", ignore_result=True)
+def outbox_consumer(event_id: str, n: int) -> None:
+    """Consume the outbox tests' ``test.consumed`` events: nothing to do."""

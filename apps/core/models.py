@@ -9,23 +9,16 @@ from django.db import models
 class IdempotencyRecord(models.Model):
     """The first outcome of a request made with an ``Idempotency-Key``.
 
-    One row per (owner, scope, key), written ``completed`` in the transaction of the
-    work it describes. ``in_flight`` rows with a lease come from the older claim in a
-    transaction of its own; one whose lease expired is taken over, never stuck forever.
+    One row per (owner, scope, key), written in the transaction of the work it
+    describes, so a row always holds the response of committed work.
     """
-
-    class State(models.TextChoices):
-        IN_FLIGHT = "in_flight", "In flight"
-        COMPLETED = "completed", "Completed"
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     scope = models.CharField(max_length=64)
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.IN_FLIGHT)
-    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_status = models.PositiveSmallIntegerField()
     response_body = models.JSONField(null=True, blank=True)
-    lease_expires_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -36,7 +29,7 @@ class IdempotencyRecord(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.scope}:{self.key} ({self.state})"
+        return f"{self.scope}:{self.key} ({self.response_status})"
 
 
 # Django finds an app's models through its models module.

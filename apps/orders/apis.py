@@ -41,7 +41,7 @@ class OrderLineOutput(serializers.ModelSerializer[OrderLine]):
 
 
 class OrderOutput(serializers.ModelSerializer[Order]):
-    lines = OrderLineOutput(many=True, read_only=True)
+    lines = OrderLineOutput(many=True, read_only=True, source="line_list")
 
     class Meta:
         model = Order

@@ -1,8 +1,11 @@
-"""Services that consume order events: reserve stock, confirm by email, notify the warehouse.
+"""The order events, their consumers, and the services those consumer tasks call.
 
-Each applies its effect at most once per event (``consume_once``), so a redelivered or
-replayed message changes nothing. Stock is reserved with conditional UPDATEs
-(``stock >= quantity``), never read-then-write, so concurrent orders cannot oversell.
+``ORDER_EVENTS`` is the table the app registers at start: each event type with its
+payload fields and its consumer tasks (in apps/orders/tasks.py) with their queues.
+Adding a consumer is one task and one entry here. Each service applies its effect at
+most once per event (``consume_once``), so a redelivered or replayed message changes
+nothing. Stock is reserved with conditional UPDATEs (``stock >= quantity``), never
+read-then-write, so concurrent orders cannot oversell.
 """
 
 from __future__ import annotations
@@ -22,16 +25,36 @@ from django.db.models import F
 
 from apps.core.events.consumers import RetryableError, consume_once
 from apps.core.events.outbox import outbox_write
+from apps.core.events.routing import Consumer, EventType
 from apps.core.http.request_context import REQUEST_ID_HEADER, current_request_id
 from apps.observability.metrics import record_order
 from apps.orders.models import Order, Product
 
 logger = logging.getLogger(__name__)
 
+ORDER_CREATED = "order.created"
 ORDER_CONFIRMED = "order.confirmed"
 RESERVE_INVENTORY = "orders.reserve_inventory"
 SEND_CONFIRMATION_EMAIL = "orders.send_confirmation_email"
 NOTIFY_WAREHOUSE = "orders.notify_warehouse"
+
+# Each consumer task is called with ``event_id`` and the event's fields, by keyword.
+ORDER_EVENTS = (
+    EventType(
+        ORDER_CREATED,
+        fields=("order_id",),
+        consumers=(Consumer(RESERVE_INVENTORY, queue="orders"),),
+    ),
+    EventType(
+        ORDER_CONFIRMED,
+        fields=("order_id",),
+        consumers=(
+            Consumer(SEND_CONFIRMATION_EMAIL, queue="orders"),
+            # The webhook waits on a remote server; its own queue keeps orders flowing.
+            Consumer(NOTIFY_WAREHOUSE, queue="webhooks"),
+        ),
+    ),
+)
 
 
 class WarehouseRejected(Exception):

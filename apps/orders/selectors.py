@@ -22,8 +22,11 @@ def product_get(*, product_id: int) -> Product:
 
 
 def order_list(*, owner_id: int) -> QuerySet[Order]:
-    """Return the owner's orders with their lines, in one query for orders and one for lines."""
-    lines = Prefetch("lines", queryset=OrderLine.objects.order_by("id"))
+    """Return the owner's orders, each with its lines in ``line_list`` (id order).
+
+    One query for the orders and one for their lines.
+    """
+    lines = Prefetch("lines", queryset=OrderLine.objects.order_by("id"), to_attr="line_list")
     return Order.objects.filter(owner_id=owner_id).prefetch_related(lines)
 
 

@@ -11,13 +11,13 @@ from django.db import transaction
 from apps.core.events.outbox import outbox_write
 from apps.core.http.errors import InvalidInput
 from apps.observability.metrics import record_order
+from apps.orders.events import ORDER_CREATED
 from apps.orders.models import Order, OrderLine, Product
 
 MAX_ORDER_LINES = 1000
 MAX_LINE_QUANTITY = 10_000
 # The largest total ``Order.total`` (14 digits, 2 decimal places) can store.
 MAX_ORDER_TOTAL = Decimal("999999999999.99")
-ORDER_CREATED = "order.created"
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ def order_create(*, owner_id: int, items: Sequence[OrderItem], idempotency_key: 
     """Place a pending order, pricing every line from the catalogue, never from the client.
 
     Stock is not touched here: reserving it is the job of the order's event consumers.
+    The order comes back with its ``line_list`` set.
     """
     _validate_items(items)
     wanted = {item.product_id for item in items}
@@ -60,21 +61,13 @@ def order_create(*, owner_id: int, items: Sequence[OrderItem], idempotency_key: 
         for line in lines:
             line.order = order
         OrderLine.objects.bulk_create(lines)
-        _attach_lines(order, lines)
+        # The lines just written, as the selectors' prefetch would read them back.
+        order.line_list = lines
         # Committed with the order or not at all; published once the transaction commits.
         outbox_write(event_type=ORDER_CREATED, payload={"order_id": order.pk})
         # Counted on commit: a rolled-back order was never placed.
         transaction.on_commit(lambda: record_order("placed"))
     return order
-
-
-def _attach_lines(order: Order, lines: list[OrderLine]) -> None:
-    """Make ``order.lines.all()`` return the lines just written, without reading them back."""
-    # What prefetch_related stores after its own query.
-    cached = order.lines.all()
-    cached._result_cache = lines
-    cached._prefetch_done = True  # type: ignore[attr-defined]  # private, as set by Django
-    order._prefetched_objects_cache = {"lines": cached}
 
 
 def _validate_items(items: Sequence[OrderItem]) -> None:

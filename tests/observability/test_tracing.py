@@ -183,7 +183,7 @@ def test_order_request_and_its_consumer_tasks_share_one_trace_id_and_request_id(
 
 @pytest.mark.django_db(transaction=True)
 def test_event_published_later_by_the_sweep_continues_the_request_trace(
-    spans, in_process_worker, auth_client, product, monkeypatch
+    spans, in_process_worker, auth_client, product
 ):
     import threading
 
@@ -195,7 +195,7 @@ def test_event_published_later_by_the_sweep_continues_the_request_trace(
 
     spans.clear()
     # The broker "failed a moment ago": the commit leaves the event for the sweep.
-    monkeypatch.setattr(outbox, "_publish_paused_until", float("inf"))
+    outbox.outbox_breaker().failed()
     response = auth_client.post(
         "/api/v1/orders",
         {"items": [{"product_id": product.pk, "quantity": 1}]},
@@ -213,7 +213,7 @@ def test_event_published_later_by_the_sweep_continues_the_request_trace(
     assert event.traceparent.split("-")[1] == format(trace_id, "032x")
     assert [s for s in spans.get_finished_spans() if s.kind.name == "PRODUCER"] == []
 
-    monkeypatch.setattr(outbox, "_publish_paused_until", 0.0)
+    outbox.outbox_breaker().reset()
     swept: list[int] = []
 
     def sweep() -> None:

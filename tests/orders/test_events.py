@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,7 +12,9 @@ from django.core import mail
 from django.db import connection
 
 from apps.core.events.models import OutboxEvent, ProcessedEvent
+from apps.core.events.routing import consumer_kwargs, events
 from apps.orders.events import (
+    ORDER_EVENTS,
     order_notify_warehouse,
     order_reserve_inventory,
     order_send_confirmation_email,
@@ -34,6 +37,34 @@ def eager_tasks():
     current_app.conf.task_always_eager = True
     yield
     current_app.conf.task_always_eager = previous
+
+
+CONSUMERS = [
+    (event_type, consumer) for event_type in ORDER_EVENTS for consumer in event_type.consumers
+]
+
+
+@pytest.mark.parametrize(("event_type", "consumer"), CONSUMERS, ids=[c.task for _, c in CONSUMERS])
+def test_consumer_task_takes_exactly_what_the_relay_sends(event_type, consumer):
+    sent = consumer_kwargs(uuid.uuid4(), dict.fromkeys(event_type.fields, 1))
+    parameters = inspect.signature(current_app.tasks[consumer.task].run).parameters
+
+    assert sorted(parameters) == sorted(sent)
+    assert {p.kind for p in parameters.values()} <= {
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    }
+
+
+@pytest.mark.parametrize(("event_type", "consumer"), CONSUMERS, ids=[c.task for _, c in CONSUMERS])
+def test_consumer_runs_on_a_declared_queue(event_type, consumer, settings):
+    declared = {queue.name for queue in current_app.conf.task_queues}
+
+    assert f"{settings.EVENTS_QUEUE_PREFIX}.{consumer.queue}" in declared
+
+
+def test_order_events_are_registered_at_start():
+    assert [events.get(event_type.name) for event_type in ORDER_EVENTS] == list(ORDER_EVENTS)
 
 
 @pytest.mark.django_db

@@ -75,16 +75,16 @@ def test_request_correlation_id_is_in_the_consumers_log_records(event_worker, au
 def test_worker_replaces_a_database_connection_that_broke_between_tasks(
     event_worker, auth_client, user
 ):
-    import time
-
     from django.db import connection
+
+    from apps.core.events.outbox import outbox_relay_close
 
     product = Product.objects.create(sku="W-PG", name="Widget", price="1.00", stock=5)
     first = _place(auth_client, product.pk, 1, "pg-1")
     assert wait_for(lambda: _settled(first), 30, "the first order").status == "confirmed"
-    # Let this process's relay close its idle connection; then end every other session
-    # of the test database: the worker's, kept open from one task to the next.
-    time.sleep(1)
+    # Stop this process's relay (and its database connection); then end every other
+    # session of the test database: the worker's, kept open from one task to the next.
+    assert outbox_relay_close()
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "

@@ -1,11 +1,11 @@
-"""The order tasks: names, reliability settings, one service each."""
+"""The order tasks: their names and queues, and the backoff between their retries."""
 
 from __future__ import annotations
 
 import pytest
 from celery import current_app
 
-from apps.core.events.consumers import ReliableTask, backoff_delay
+from apps.core.events.consumers import backoff_delay
 from apps.orders import tasks
 
 
@@ -17,25 +17,12 @@ from apps.orders import tasks
         (tasks.notify_warehouse, "orders.notify_warehouse", "webhooks"),
     ],
 )
-def test_order_task_is_named_routed_and_acked_late(task, name, queue, settings):
-    assert task.name == name
-    assert isinstance(task, ReliableTask)
-    assert task.acks_late is True
-    assert task.reject_on_worker_lost is True
+def test_order_task_is_registered_under_its_name_and_routed_to_its_queue(
+    task, name, queue, settings
+):
+    assert (task.name, name in current_app.tasks) == (name, True)
     route = current_app.amqp.router.route({}, name)
     assert route["queue"].name == f"{settings.EVENTS_QUEUE_PREFIX}.{queue}"
-
-
-def test_every_queue_is_a_quorum_queue_with_a_delivery_limit_and_dead_letter_exchange(settings):
-    for queue in current_app.conf.task_queues:
-        assert queue.queue_arguments == {
-            "x-queue-type": "quorum",
-            "x-delivery-limit": settings.EVENTS_MAX_DELIVERIES - 1,
-            "x-dead-letter-exchange": f"{settings.EVENTS_QUEUE_PREFIX}.dlx",
-        }
-        assert queue.durable is True
-    assert current_app.conf.worker_prefetch_multiplier == 1
-    assert current_app.conf.broker_transport_options["confirm_publish"] is True
 
 
 def test_backoff_delays_grow_exponentially_within_their_jitter(settings):

@@ -1,4 +1,5 @@
-"""Event plumbing: the transactional outbox and its relay, idempotent consumers with
-bounded retries, dead letters (recorded, drained from RabbitMQ, replayed), the
-correlation id carried into tasks, their models, admin and periodic tasks.
+"""Event plumbing: the transactional outbox and its relay, the registry of event types
+and their consumer tasks (filled by the apps), idempotent consumers with bounded
+retries, dead letters (recorded, drained from RabbitMQ, replayed), the correlation id
+carried into tasks, their models, admin and periodic tasks.
 """

@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from celery import Task
+from celery.app.task import Context
 from celery.worker.consumer import Consumer
 from celery.worker.request import Request
 from django.conf import settings
@@ -53,15 +54,15 @@ class ReliableRequest(Request):
     At the hard limit Celery kills the pool process, calls the task's ``on_failure``
     in the worker's main process and acks the message (``acks_on_timeout`` defaults to
     on). No request context is pushed there, so ``on_failure`` would see neither the
-    retry count nor the correlation id; pushing this request's context supplies them.
+    retry count nor the correlation id; pushing a context made from this request's
+    message (``request_dict``: its headers, retries included) supplies them.
     """
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
         if soft:
             super().on_timeout(soft, timeout)
             return
-        # The stubs omit Request's cached ``_context`` (a celery.app.task.Context).
-        self.task.request_stack.push(self._context)  # type: ignore[attr-defined]
+        self.task.request_stack.push(Context(self.request_dict))
         try:
             super().on_timeout(soft, timeout)
         finally:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -31,8 +30,11 @@ from kombu import Producer
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
+from apps.core.breaker import CircuitBreaker
 from apps.core.events.correlation import CORRELATION_HEADER
 from apps.core.events.models import OutboxEvent
+from apps.core.events.routing import consumer_kwargs, events
+from apps.core.forks import ProcessLocal
 from apps.core.http.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
@@ -47,8 +49,16 @@ RELAY_IDLE_SECONDS = 0.5
 # How long a batch waits for RabbitMQ's publisher confirms before it counts as failed.
 CONFIRM_TIMEOUT_SECONDS = 10.0
 
-# Monotonic time before which nothing here tries the broker again after a failure.
-_publish_paused_until = 0.0
+# Open for OUTBOX_PUBLISH_BACKOFF_SECONDS after a failed publish: commits then leave
+# their events to the sweep instead of trying a broker that just failed.
+_breakers: ProcessLocal[CircuitBreaker] = ProcessLocal(
+    lambda: CircuitBreaker("outbox publish", reset_seconds=settings.OUTBOX_PUBLISH_BACKOFF_SECONDS)
+)
+
+
+def outbox_breaker() -> CircuitBreaker:
+    """Return this process's breaker over publishing after commit."""
+    return _breakers.get()
 
 
 def outbox_write(*, event_type: str, payload: Mapping[str, Any]) -> OutboxEvent:
@@ -57,10 +67,19 @@ def outbox_write(*, event_type: str, payload: Mapping[str, Any]) -> OutboxEvent:
     The event keeps the correlation id and the trace context of its writer, so whoever
     publishes it (the relay or, later, the sweep) continues the writer's trace. Raise
     RuntimeError outside a transaction: an event written on its own could describe data
-    that never commits.
+    that never commits. Raise ValueError for an event type no app registered, or a
+    payload whose fields are not the type's: its consumers could not be called with it.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox_write() must run inside the transaction it describes.")
+    declared = events.get(event_type)
+    if declared is None:
+        raise ValueError(f"No app registered the event type {event_type!r}.")
+    if sorted(payload) != sorted(declared.fields):
+        raise ValueError(
+            f"A {event_type} payload has the fields {sorted(declared.fields)}, "
+            f"not {sorted(payload)}."
+        )
     event = OutboxEvent.objects.create(
         event_type=event_type,
         payload=dict(payload),
@@ -73,13 +92,13 @@ def outbox_write(*, event_type: str, payload: Mapping[str, Any]) -> OutboxEvent:
 
 def outbox_publish_after_commit(event: OutboxEvent) -> None:
     """Hand one just-committed event to the relay, unless the broker failed a moment ago."""
-    if time.monotonic() < _publish_paused_until:
+    if not outbox_breaker().allow():
         return
     if current_app.conf.task_always_eager:
         # No broker: the consumers run right here, as the commit's follow-up.
         outbox_publish(event_ids=[event.pk])
         return
-    _relay.submit(event)
+    _relays.get().submit(event)
 
 
 def outbox_relay_flush(timeout: float = 10.0) -> bool:
@@ -87,7 +106,17 @@ def outbox_relay_flush(timeout: float = 10.0) -> bool:
 
     Return False when it is still busy after ``timeout`` seconds.
     """
-    return _relay.flush(timeout)
+    return _relays.get().flush(timeout)
+
+
+def outbox_relay_close(timeout: float = 10.0) -> bool:
+    """Flush this process's relay, then stop its thread and close its broker connection.
+
+    The next commit starts a new relay, on a new connection. Return False when events
+    were still unpublished after ``timeout`` seconds (the sweep publishes them).
+    """
+    relay = _relays.set(None)
+    return relay.close(timeout) if relay is not None else True
 
 
 def outbox_sweep(*, min_age_seconds: float | None = None) -> int:
@@ -118,10 +147,9 @@ def outbox_publish(*, event_ids: Iterable[UUID]) -> int:
     The events are locked with SKIP LOCKED while they are published, so two sweeps
     never publish one event at the same time; they are marked sent only once the broker
     confirmed every message. On a broker error nothing is marked sent (the
-    sweep retries later, the consumers drop what did arrive twice) and publishing pauses
-    for ``OUTBOX_PUBLISH_BACKOFF_SECONDS``. Return the number of events published.
+    sweep retries later, the consumers drop what did arrive twice) and ``outbox_breaker``
+    opens. Return the number of events published.
     """
-    global _publish_paused_until
     wanted = list(event_ids)
     if not wanted:
         return 0
@@ -142,11 +170,12 @@ def outbox_publish(*, event_ids: Iterable[UUID]) -> int:
             OutboxEvent.objects.filter(pk__in=pks).update(
                 publish_attempts=F("publish_attempts") + 1
             )
-            _publish_paused_until = time.monotonic() + settings.OUTBOX_PUBLISH_BACKOFF_SECONDS
+            outbox_breaker().failed()
             return 0
         OutboxEvent.objects.filter(pk__in=pks).update(
             sent_at=timezone.now(), publish_attempts=F("publish_attempts") + 1
         )
+    outbox_breaker().succeeded()
     return len(events)
 
 
@@ -157,18 +186,18 @@ def _publish_committed(events: list[OutboxEvent]) -> int:
     events this young alone. Should the relay lag past OUTBOX_SWEEP_MIN_AGE_SECONDS the
     sweep may publish an event too, which the consumers' processed marks absorb.
     """
-    global _publish_paused_until
     pks = [event.pk for event in events]
     try:
         _send_confirmed(events)
     except Exception:
         logger.warning("outbox: publishing %d event(s) failed", len(events), exc_info=True)
         OutboxEvent.objects.filter(pk__in=pks).update(publish_attempts=F("publish_attempts") + 1)
-        _publish_paused_until = time.monotonic() + settings.OUTBOX_PUBLISH_BACKOFF_SECONDS
+        outbox_breaker().failed()
         return 0
     OutboxEvent.objects.filter(pk__in=pks, sent_at__isnull=True).update(
         sent_at=timezone.now(), publish_attempts=F("publish_attempts") + 1
     )
+    outbox_breaker().succeeded()
     return len(events)
 
 
@@ -193,18 +222,18 @@ def _send_confirmed(events: list[OutboxEvent]) -> None:
 
 def _send(event: OutboxEvent) -> None:
     """Send one message per consumer task of the event's type, in the event's trace."""
-    routes: Mapping[str, list[str]] = settings.OUTBOX_ROUTES
-    consumers = routes.get(event.event_type, [])
+    declared = events.get(event.event_type)
+    consumers = declared.consumers if declared is not None else ()
     if not consumers:
         logger.warning("outbox: no consumer for event type %s", event.event_type)
     headers = {CORRELATION_HEADER: event.correlation_id}
-    kwargs = {"event_id": str(event.id), **event.payload}
+    kwargs = consumer_kwargs(event.id, event.payload)
     token = None
     if event.traceparent:
         token = otel_context.attach(propagate.extract({"traceparent": event.traceparent}))
     try:
-        for task_name in consumers:
-            _publisher().publish(task_name, kwargs=kwargs, headers=headers)
+        for consumer in consumers:
+            _publisher().publish(consumer.task, kwargs=kwargs, headers=headers)
     finally:
         if token is not None:
             otel_context.detach(token)
@@ -303,15 +332,16 @@ class _ConfirmingPublisher:
         self._on_ack(delivery_tag, multiple)
 
 
-_publishers = threading.local()
+# A channel is not safe to share between threads: one publisher per thread and process.
+_publishers: ProcessLocal[threading.local] = ProcessLocal(threading.local)
 
 
 def _publisher() -> _ConfirmingPublisher:
-    """Return this thread's publisher (a channel is not safe to share between threads)."""
-    publisher: _ConfirmingPublisher | None = getattr(_publishers, "publisher", None)
-    if publisher is None or getattr(_publishers, "pid", None) != os.getpid():
-        publisher = _ConfirmingPublisher()
-        _publishers.publisher, _publishers.pid = publisher, os.getpid()
+    """Return this thread's publisher."""
+    local = _publishers.get()
+    publisher: _ConfirmingPublisher | None = getattr(local, "publisher", None)
+    if publisher is None:
+        publisher = local.publisher = _ConfirmingPublisher()
     return publisher
 
 
@@ -319,12 +349,10 @@ class _Relay:
     """A thread per process that publishes committed events in batches, off the request."""
 
     def __init__(self) -> None:
-        self._reset()
-
-    def _reset(self) -> None:
         self._condition = threading.Condition()
         self._pending: list[OutboxEvent] = []
         self._busy = False
+        self._closing = False
         self._thread: threading.Thread | None = None
 
     def submit(self, event: OutboxEvent) -> None:
@@ -348,39 +376,55 @@ class _Relay:
                 self._condition.wait(remaining)
         return True
 
+    def close(self, timeout: float) -> bool:
+        flushed = self.flush(timeout)
+        with self._condition:
+            self._closing = True
+            self._pending.clear()
+            self._condition.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return flushed
+
     def _run(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                # Idle: free the database connection (and let test databases be dropped).
-                connection.close()
-                continue
-            try:
-                if time.monotonic() >= _publish_paused_until:
-                    _publish_committed(batch)
-            except Exception:
-                # A database error: these events stay unsent for the sweep.
-                logger.exception("outbox relay: publishing %d event(s) failed", len(batch))
-                connection.close()
-            finally:
-                with self._condition:
-                    self._busy = False
-                    self._condition.notify_all()
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    if self._closing:
+                        return
+                    # Idle: free the database connection (and let test databases be dropped).
+                    connection.close()
+                    continue
+                try:
+                    if outbox_breaker().allow():
+                        _publish_committed(batch)
+                except Exception:
+                    # A database error: these events stay unsent for the sweep.
+                    logger.exception("outbox relay: publishing %d event(s) failed", len(batch))
+                    connection.close()
+                finally:
+                    with self._condition:
+                        self._busy = False
+                        self._condition.notify_all()
+        finally:
+            _publisher().reset()
+            connection.close()
 
     def _next_batch(self) -> list[OutboxEvent] | None:
         with self._condition:
-            if not self._pending:
+            if not self._pending and not self._closing:
                 self._condition.wait(RELAY_IDLE_SECONDS)
-                if not self._pending:
-                    return None
+            if not self._pending:
+                return None
             batch = self._pending[:RELAY_BATCH_SIZE]
             del self._pending[:RELAY_BATCH_SIZE]
             self._busy = True
             return batch
 
 
-_relay = _Relay()
-# A forked child (gunicorn or Celery pool process) starts with no relay thread of its own
-# and must not publish its parent's pending events; it starts its own on first use.
-os.register_at_fork(after_in_child=_relay._reset)
-atexit.register(outbox_relay_flush, 2.0)
+# A forked child (gunicorn or Celery pool process) starts with no relay thread; it makes
+# its own relay on first use and never publishes its parent's pending events.
+_relays: ProcessLocal[_Relay] = ProcessLocal(_Relay)
+atexit.register(outbox_relay_close, 2.0)

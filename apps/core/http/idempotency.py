@@ -14,12 +14,9 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from apps.core.http.errors import Conflict, InvalidInput, Unprocessable
 from apps.core.models import IdempotencyRecord
@@ -74,38 +71,26 @@ def run_idempotent(
     is free again at once.
     """
     with transaction.atomic():
-        claimed = _claim(owner_id=owner_id, scope=scope, key=key, fingerprint=fingerprint)
-        if isinstance(claimed, IdempotentResult):
-            return claimed
+        replay = _claim(owner_id=owner_id, scope=scope, key=key, fingerprint=fingerprint)
+        if replay is not None:
+            return replay
         status, body = action()
-        if claimed is None:
-            IdempotencyRecord.objects.create(
-                owner_id=owner_id,
-                scope=scope,
-                key=key,
-                request_hash=fingerprint,
-                state=IdempotencyRecord.State.COMPLETED,
-                response_status=status,
-                response_body=body,
-                lease_expires_at=timezone.now() + _lease(),
-            )
-        else:
-            IdempotencyRecord.objects.filter(pk=claimed.pk).update(
-                state=IdempotencyRecord.State.COMPLETED,
-                response_status=status,
-                response_body=body,
-            )
+        IdempotencyRecord.objects.create(
+            owner_id=owner_id,
+            scope=scope,
+            key=key,
+            request_hash=fingerprint,
+            response_status=status,
+            response_body=body,
+        )
     return IdempotentResult(status=status, body=body, replayed=False)
 
 
-def _claim(
-    *, owner_id: int, scope: str, key: str, fingerprint: str
-) -> IdempotencyRecord | IdempotentResult | None:
+def _claim(*, owner_id: int, scope: str, key: str, fingerprint: str) -> IdempotentResult | None:
     """Claim the key inside the current transaction.
 
-    Return the stored response to replay, an expired in-flight record to complete (left
-    by a request that died under an older, two-transaction version of this module), or
-    None when the key is new. Raise Conflict while another request holds the key.
+    Return the stored response to replay, or None when the key is new. Raise Conflict
+    while another request holds the key, Unprocessable when it was used with another body.
     """
     if not _try_lock(owner_id=owner_id, scope=scope, key=key):
         # Another transaction holds the key right now: refuse instead of waiting on it.
@@ -118,22 +103,9 @@ def _claim(
         raise Unprocessable(
             f"This {IDEMPOTENCY_HEADER} was already used with a different request body."
         )
-    if existing.state == IdempotencyRecord.State.COMPLETED:
-        return IdempotentResult(
-            status=existing.response_status or 200,
-            body=existing.response_body,
-            replayed=True,
-        )
-    if existing.lease_expires_at > timezone.now():
-        raise Conflict()
-    IdempotencyRecord.objects.filter(pk=existing.pk).update(
-        lease_expires_at=timezone.now() + _lease()
+    return IdempotentResult(
+        status=existing.response_status, body=existing.response_body, replayed=True
     )
-    return existing
-
-
-def _lease() -> timedelta:
-    return timedelta(seconds=settings.IDEMPOTENCY_LEASE_SECONDS)
 
 
 def _try_lock(*, owner_id: int, scope: str, key: str) -> bool:
