@@ -19,7 +19,7 @@ from apps.core.events.outbox import (
     outbox_write,
 )
 from apps.core.events.routing import Consumer, EventType, register_events
-from tests.servers import free_port
+from deploy.local.processes import free_port
 
 # Event types of these tests only. ``test.happened`` reaches no task, so publishing it
 # touches nothing else; ``test.consumed`` sends one message, to a no-op test task.
