@@ -456,9 +456,6 @@ SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "apps.ratelimit.schema.add_throttled_responses",
 ]
 MIDDLEWARE.append("apps.ratelimit.middleware.RateLimitHeadersMiddleware")
-# Sends an anonymous request's checks as it arrives, so Redis decides while the rest of
-# the stack runs (metrics, inserted at 0 below, stay outermost).
-MIDDLEWARE.insert(0, "apps.ratelimit.middleware.EarlyCheckMiddleware")
 
 # --- Observability -----------------------------------------------------------------------
 
