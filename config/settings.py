@@ -76,7 +76,6 @@ DJANGO_SERVE_STATIC = env_bool("DJANGO_SERVE_STATIC", default=False)
 MIDDLEWARE = [
     # Outermost, so the request's time covers every other middleware.
     *(["apps.observability.middleware.MetricsMiddleware"] if OBSERVABILITY_MIDDLEWARE else []),
-    "apps.ratelimit.middleware.EarlyCheckMiddleware",
     "apps.core.http.middleware.RequestIdMiddleware",
     # Inside the request id, so the access line carries it.
     *(["apps.observability.middleware.AccessLogMiddleware"] if OBSERVABILITY_MIDDLEWARE else []),

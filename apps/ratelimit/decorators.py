@@ -10,7 +10,6 @@ from django.http import HttpRequest, HttpResponseBase
 
 from apps.ratelimit.headers import refused_response
 from apps.ratelimit.limiter import decide_request
-from apps.ratelimit.routes import VIEW_POLICIES_ATTRIBUTE
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
@@ -18,9 +17,7 @@ View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 def ratelimit(policy_name: str) -> Callable[[View], View]:
     """Limit a view by the named policy: refused requests get the JSON 429 (or 503).
 
-    The RateLimit fields are added by ``RateLimitHeadersMiddleware``. The view returned
-    names its policies (``VIEW_POLICIES_ATTRIBUTE``), so ``EarlyCheckMiddleware`` can
-    send the checks as the request arrives.
+    The RateLimit fields are added by ``RateLimitHeadersMiddleware``.
     """
 
     def decorator(view: View) -> View:
@@ -31,8 +28,6 @@ def ratelimit(policy_name: str) -> Callable[[View], View]:
                 return refused_response(decision)
             return view(request, *args, **kwargs)
 
-        declared: tuple[str, ...] = getattr(view, VIEW_POLICIES_ATTRIBUTE, ())
-        setattr(wrapped, VIEW_POLICIES_ATTRIBUTE, (*declared, policy_name))
         return wrapped  # type: ignore[return-value]  # same signature as the view it wraps
 
     return decorator

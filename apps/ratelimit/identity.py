@@ -10,7 +10,6 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
-from django.utils.functional import SimpleLazyObject, empty
 from django.utils.module_loading import import_string
 from rest_framework.request import Request
 
@@ -86,15 +85,12 @@ def _username(request: HttpRequest | Request) -> str:
 
 
 def _user_id(request: HttpRequest | Request) -> int | None:
-    user = getattr(request, "user", None)
-    if (
-        isinstance(user, SimpleLazyObject)
-        and user._wrapped is empty
-        and settings.SESSION_COOKIE_NAME not in request.COOKIES
-    ):
-        # Django's user, not loaded yet, of a request without a session: anonymous.
-        # Loading it would read the session store and mark the response `Vary: Cookie`.
+    if not isinstance(request, Request) and settings.SESSION_COOKIE_NAME not in request.COOKIES:
+        # A plain Django request is authenticated by its session alone: without the
+        # cookie it is anonymous. Asking its user would read the session and mark the
+        # response `Vary: Cookie`. (A DRF request has authenticated before its throttles.)
         return None
+    user = getattr(request, "user", None)
     if user is not None and user.is_authenticated and isinstance(user.pk, int):
         return user.pk
     return None

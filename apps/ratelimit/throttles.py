@@ -29,7 +29,7 @@ class PolicyThrottle(BaseThrottle):
 
     def get_ident(self, request: Request) -> str:
         """Return the client address, through trusted proxies only."""
-        return client_ip(request._request)
+        return client_ip(request)
 
     def wait(self) -> float | None:
         """Return the whole seconds until a request can pass; DRF sends it as Retry-After."""

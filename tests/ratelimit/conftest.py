@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,6 +14,8 @@ import redis
 from django.conf import settings as django_settings
 
 from apps.ratelimit.selectors import override_snapshot_clear
+from deploy.local.binaries import find_binary
+from deploy.local.processes import free_port, port_open, wait_until
 
 # The contract's policies, as config/settings.py declares them.
 REAL_POLICIES = {name: dict(config) for name, config in django_settings.RATELIMIT_POLICIES.items()}
@@ -51,3 +56,50 @@ def backend(request: pytest.FixtureRequest, settings: Any) -> str:
     if request.param == "memory":
         settings.RATELIMIT_REDIS_URL = ""
     return str(request.param)
+
+
+class PrivateRedis:
+    """A Redis of this test's own, which it may stop, pause and start again."""
+
+    def __init__(self, tmp_path) -> None:
+        self.port = free_port()
+        self.dir = tmp_path
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [
+            find_binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+        ]  # fmt: skip
+        self.popen = subprocess.Popen(args, stdout=subprocess.DEVNULL, start_new_session=True)
+        wait_until(lambda: port_open("127.0.0.1", self.port), 30, "private redis")
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            os.kill(self.popen.pid, signal.SIGCONT)
+            self.popen.terminate()
+            self.popen.wait(10)
+
+    def pause(self) -> None:
+        assert self.popen is not None
+        os.kill(self.popen.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.popen is not None
+        os.kill(self.popen.pid, signal.SIGCONT)
+
+
+@pytest.fixture
+def private_redis(tmp_path, settings) -> Iterator[PrivateRedis]:
+    """Count in a Redis of this test's own, which it may stop, pause and restart."""
+    server = PrivateRedis(tmp_path)
+    server.start()
+    settings.RATELIMIT_REDIS_URL = server.url
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -27,3 +27,16 @@ def test_decorated_view_is_limited_with_the_rate_limit_fields(client):
     # GCRA 2 per 30 s: the next slot frees 15 s after the burst.
     assert int(refused["Retry-After"]) == 15
     assert parse_list(refused["RateLimit"])[0][1]["t"] == 15
+
+
+@pytest.mark.usefixtures("plain_site")
+def test_a_request_without_a_session_is_counted_by_address_without_reading_the_session(
+    client,
+):
+    response = client.get("/plain/", REMOTE_ADDR="203.0.113.9")
+    other_address = client.get("/plain/", REMOTE_ADDR="203.0.113.10")
+
+    assert parse_list(response["RateLimit"])[0][1]["r"] == 1
+    assert parse_list(other_address["RateLimit"])[0][1]["r"] == 1
+    # Asking for the user would have read the session, which varies the response.
+    assert "Cookie" not in response.get("Vary", "")

@@ -117,13 +117,11 @@ def test_an_admin_override_reaches_every_worker_within_seconds(gunicorn):
 
     RateLimitOverride.objects.create(user=user, policy="api", limit=1000, window=60)
 
-    # RATELIMIT_OVERRIDE_CACHE_SECONDS=1 in every worker; 20 s is a generous margin.
-    deadline = time.monotonic() + 20
-    passed: list[tuple[int, dict[str, str]]] = []
-    while time.monotonic() < deadline and len(passed) < 8:
-        status, fields = gunicorn.get(LIMITED_PATH, headers)
-        if status == 404:
-            passed.append((status, fields))
-        time.sleep(0.02)
-    assert len(passed) == 8
-    assert {fields["RateLimit-Policy"] for _, fields in passed} == {'"default";q=1000;w=60'}
+    # Every worker reads the table again once its copy is older than
+    # RATELIMIT_OVERRIDE_CACHE_SECONDS (1 s here); the extra half second covers a copy
+    # whose read was under way as the row was committed.
+    time.sleep(1.5)
+    answers = [gunicorn.get(LIMITED_PATH, headers) for _ in range(8)]
+
+    assert [status for status, _ in answers] == [404] * 8
+    assert {fields["RateLimit-Policy"] for _, fields in answers} == {'"default";q=1000;w=60'}
