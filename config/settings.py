@@ -140,7 +140,6 @@ if REDIS_URL:
             "KEY_PREFIX": "hs",
             "OPTIONS": {
                 "CLIENT_CLASS": "apps.observability.cache_metrics.RedisClient",
-                "PARSER_CLASS": "redis.connection._HiredisParser",
                 # A cache that hangs is worse than a miss: fail fast and fall through.
                 "SOCKET_CONNECT_TIMEOUT": 0.1,
                 "SOCKET_TIMEOUT": 0.1,
