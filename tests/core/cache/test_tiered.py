@@ -208,7 +208,8 @@ def test_after_a_redis_error_reads_skip_redis_until_the_retry_delay_has_passed(
     first = node.get(f"user:{user.pk}", _counting_loader(user.pk, calls), ttl=60)
     second = node.get(f"user:{user.pk}", _counting_loader(user.pk, calls), ttl=60)
 
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert first.data == second.data
     assert calls == [1, 1]
     after = REGISTRY.get_sample_value("cache_errors_total", {"operation": "read"})
