@@ -90,8 +90,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    # Django's, with the storage built on first use (only the admin uses messages).
-    "apps.core.http.middleware.LazyMessageMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.users.middleware.LastActiveMiddleware",
     # Innermost: it sees the decisions the view's throttles made, whatever answered.
@@ -159,7 +158,6 @@ if REDIS_URL:
             "KEY_PREFIX": "hs",
             "OPTIONS": {
                 "CLIENT_CLASS": "apps.observability.cache_metrics.RedisClient",
-                "PARSER_CLASS": "redis.connection._HiredisParser",
                 # A cache that hangs is worse than a miss: fail fast and fall through.
                 "SOCKET_CONNECT_TIMEOUT": 0.1,
                 "SOCKET_TIMEOUT": 0.1,

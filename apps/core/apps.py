@@ -9,8 +9,10 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         from django.db.backends.signals import connection_created
 
-        from apps.core.db.counters import install_counter
         from apps.core.db.task_routing import connect_task_signals
+        from apps.core.db.writes import install_raw_write_detector
 
-        connection_created.connect(install_counter, dispatch_uid="core-db-query-counter")
+        connection_created.connect(
+            install_raw_write_detector, dispatch_uid="core-db-raw-write-detector"
+        )
         connect_task_signals()

@@ -102,6 +102,7 @@ def on_worker_init(**kwargs: Any) -> None:
     """Empty the worker's metrics directory (but for its own files) before its pool starts."""
     directory = multiproc_dir()
     if directory is not None:
+        # The pid here is prometheus_client's file identity (``*_<pid>.db``), not fork state.
         prepare_directory(directory, keep_pid=os.getpid())
 
 

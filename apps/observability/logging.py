@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import threading
 import time
 from contextvars import ContextVar
@@ -15,6 +14,7 @@ from typing import Any
 from django.utils.functional import SimpleLazyObject, empty
 from opentelemetry import trace
 
+from apps.core.forks import ProcessLocal
 from apps.core.http.request_context import current_request_id
 
 # The request being handled, so a log line can name its user without a query.
@@ -44,6 +44,8 @@ def current_user_id() -> int | None:
     user = request.__dict__.get("user")
     if user is None:
         return None
+    # Django has no public test for "evaluated yet"; evaluating would cost a query.
+    # tests/observability/test_logging.py fails if SimpleLazyObject stops using it.
     if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
         return None
     if not getattr(user, "is_authenticated", False):
@@ -160,7 +162,7 @@ class AccessRecord(logging.LogRecord):
 
     def __init__(self, name: str, msg: str, args: tuple[Any, ...], extra: dict[str, Any]) -> None:
         attributes = self.__dict__
-        attributes.update(_record_constants())
+        attributes.update(_record_constants.get())
         now = time.time()
         attributes["name"] = name
         attributes["msg"] = msg
@@ -175,34 +177,31 @@ class AccessRecord(logging.LogRecord):
 
 # When logging was imported, as `relativeCreated` counts from (logging's own `_startTime`).
 _LOGGING_STARTED: float = getattr(logging, "_startTime", time.time())
-_constants: tuple[int, dict[str, Any]] = (0, {})
 
 
-def _record_constants() -> dict[str, Any]:
-    """Return the attributes every access record of this process shares."""
-    global _constants
-    pid, constants = _constants
-    if pid != os.getpid():
-        template = logging.LogRecord("", logging.INFO, "(unknown file)", 0, "", (), None)
-        constants = {
-            key: template.__dict__[key]
-            for key in (
-                "levelname",
-                "levelno",
-                "pathname",
-                "filename",
-                "module",
-                "exc_info",
-                "exc_text",
-                "stack_info",
-                "lineno",
-                "funcName",
-                "processName",
-                "process",
-            )
-        }
-        _constants = (os.getpid(), constants)
-    return constants
+def _make_record_constants() -> dict[str, Any]:
+    """Return the attributes every access record of this process shares (pid included)."""
+    template = logging.LogRecord("", logging.INFO, "(unknown file)", 0, "", (), None)
+    return {
+        key: template.__dict__[key]
+        for key in (
+            "levelname",
+            "levelno",
+            "pathname",
+            "filename",
+            "module",
+            "exc_info",
+            "exc_text",
+            "stack_info",
+            "lineno",
+            "funcName",
+            "processName",
+            "process",
+        )
+    }
+
+
+_record_constants: ProcessLocal[dict[str, Any]] = ProcessLocal(_make_record_constants)
 
 
 def _or_none(value: Any) -> Any:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
+from apps.core.forks import after_fork
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -27,8 +29,17 @@ logger = logging.getLogger(__name__)
 EXCLUDED_URLS = "healthz,readyz,metrics"
 
 _lock = threading.Lock()
+# This process's provider; a forked child starts without one.
 _provider: TracerProvider | None = None
-_provider_pid: int | None = None
+
+
+def _forget_provider() -> None:
+    global _lock, _provider
+    _lock = threading.Lock()
+    _provider = None
+
+
+after_fork(_forget_provider)
 
 
 def tracing_enabled() -> bool:
@@ -44,7 +55,7 @@ def init_tracing(service_name: str, *, exporter: SpanExporter | None = None) -> 
     tracing that is off costs nothing. Calling it again in the same process only adds
     the new exporter.
     """
-    global _provider, _provider_pid
+    global _provider
     if exporter is None and not tracing_enabled():
         return False
     # Imported here: the SDK takes ~20 ms to import, which every gunicorn worker would
@@ -54,12 +65,11 @@ def init_tracing(service_name: str, *, exporter: SpanExporter | None = None) -> 
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
     with _lock:
-        if _provider is None or _provider_pid != os.getpid():
+        if _provider is None:
             resource = Resource.create(
                 {"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)}
             )
             _provider = TracerProvider(resource=resource)
-            _provider_pid = os.getpid()
             trace.set_tracer_provider(_provider)
             _instrument()
             if exporter is None:

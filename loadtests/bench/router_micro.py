@@ -3,7 +3,7 @@
 Run by ``python -m loadtests.bench --section replicas`` in a process configured with a
 primary and a live streaming replica (``DATABASE_URL``, ``DATABASE_REPLICA_URLS``).
 The plain router sends every read to the replica and every write to the primary,
-with no state, no health check and no counting: the least any two-alias router does.
+with no state and no health check: the least any two-alias router does.
 Each figure is the best of several interleaved batches, so a noisy neighbour inflates
 both sides alike rather than one.
 """
@@ -47,17 +47,17 @@ def best_microseconds(pairs: dict[str, Callable[[], None]], calls: int) -> dict[
 
 
 def main() -> int:
-    """Print the per-query overhead of routing and counting, and the end-to-end read."""
+    """Print the per-query overhead of routing, and the end-to-end read."""
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     django.setup()
-    from django.db import connections
     from django.db.utils import ConnectionRouter
 
-    from apps.core.db.health import live_replicas, monitor
+    from apps.core.db.health import monitor
     from apps.core.db.router import ReplicaRouter
     from apps.core.db.state import routing_scope
+    from apps.core.db.topology import live_replicas
     from apps.orders.models import Product
 
     replicas = live_replicas()
@@ -100,23 +100,8 @@ def main() -> int:
         CALLS,
     )
 
-    # The statement counter wraps every execute on every alias.
     product = Product.objects.using("default").create(
         sku=f"ROUTER-{os.getpid()}", name="Router", price="1.00", stock=1
-    )
-    connection = connections[alias]
-    connection.ensure_connection()
-    wrapper = connection.execute_wrappers[0]
-
-    def execute(sql: str, params: Any, many: bool, context: dict[str, Any]) -> None:
-        return None
-
-    counter = best_microseconds(
-        {
-            "plain": lambda: execute("SELECT 1", (), False, {}),
-            "highscale": lambda: wrapper(execute, "SELECT 1", (), False, {}),
-        },
-        CALLS,
     )
 
     # End to end: the same ORM read by primary key, through each router.
@@ -145,14 +130,11 @@ def main() -> int:
     orm = {name: value / (QUERIES // 10) for name, value in orm.items()}
     Product.objects.using("default").filter(pk=product.pk).delete()
 
-    overhead = (decision["highscale"] - decision["plain"]) + (
-        counter["highscale"] - counter["plain"]
-    )
+    overhead = decision["highscale"] - decision["plain"]
     verdict = "met" if overhead <= GOAL_MICROSECONDS else "MISSED"
     lines = [
         ("router decision per query", decision),
         ("scope + first choice per request", request),
-        ("statement counter per query", counter),
         ("ORM read by pk on the replica", orm),
     ]
     print()
@@ -165,7 +147,7 @@ def main() -> int:
             f"difference {ours_us - plain_us:+7.2f} µs  ratio {ours_us / plain_us:5.2f}"
         )
     print(
-        f"  router overhead per query (decision + counter): {overhead:+.2f} µs; "
+        f"  router overhead per query (decision): {overhead:+.2f} µs; "
         f"goal <= {GOAL_MICROSECONDS:.0f} µs: {verdict}"
     )
     return 0

@@ -2,18 +2,7 @@ import itertools
 import os
 
 from apps.core.forks import ProcessLocal, after_fork
-
-
-def _in_child(work) -> int:
-    """Run ``work`` in a forked child; return its exit status (0 when it returned True)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os._exit(0 if work() else 1)
-        except BaseException:
-            os._exit(2)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+from tests.core.forking import in_child
 
 
 def test_a_process_local_value_is_made_once_per_process():
@@ -22,7 +11,7 @@ def test_a_process_local_value_is_made_once_per_process():
     assert local.get() == 0
     assert local.get() == 0
     # The child makes its own (1); the parent keeps its value.
-    assert _in_child(lambda: local.get() == 1) == 0
+    assert in_child(lambda: local.get() == 1) == 0
     assert local.get() == 0
 
 
@@ -39,5 +28,5 @@ def test_set_replaces_the_value_and_none_makes_it_anew():
 def test_after_fork_runs_in_the_child_only():
     calls: list[int] = []
     after_fork(lambda: calls.append(os.getpid()))
-    assert _in_child(lambda: calls == [os.getpid()]) == 0
+    assert in_child(lambda: calls == [os.getpid()]) == 0
     assert calls == []

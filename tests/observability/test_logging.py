@@ -63,6 +63,27 @@ def test_anonymous_request_logs_no_user_id_and_costs_no_query(
     assert line["request_id"] == "anon-1234567"
 
 
+@pytest.mark.django_db
+def test_a_session_users_id_is_logged_once_the_view_has_loaded_the_user(client, user, access_lines):
+    client.force_login(user)
+
+    client.get("/admin/")
+
+    assert json.loads(access_lines[-1])["user_id"] == user.pk
+
+
+@pytest.mark.django_db
+def test_a_session_user_the_view_never_loaded_is_not_loaded_for_the_log(
+    client, user, access_lines, django_assert_num_queries
+):
+    client.force_login(user)
+
+    with django_assert_num_queries(0):
+        client.get("/healthz")
+
+    assert json.loads(access_lines[-1])["user_id"] is None
+
+
 def test_record_outside_a_request_has_null_ids_and_keeps_its_exception():
     formatter = JsonFormatter()
     try:

@@ -8,8 +8,6 @@ value can never be written back.
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -20,6 +18,7 @@ from redis import Redis
 
 from apps.core.cache.config import CacheConfig
 from apps.core.cache.tiered import CachedValue, TieredCache, make_etag
+from apps.core.forks import ProcessLocal
 
 __all__ = [
     "CacheConfig",
@@ -31,10 +30,6 @@ __all__ = [
     "tiered_cache",
     "use_tiered_cache",
 ]
-
-_lock = threading.Lock()
-_default: TieredCache | None = None
-_default_pid = 0
 
 
 def redis_client() -> Redis | None:
@@ -48,30 +43,26 @@ def redis_client() -> Redis | None:
     return client
 
 
+def _new_tiered_cache() -> TieredCache:
+    return TieredCache(redis_client(), CacheConfig.from_settings())
+
+
+_default: ProcessLocal[TieredCache] = ProcessLocal(_new_tiered_cache)
+
+
 def tiered_cache() -> TieredCache:
     """Return this process's tiered cache (a new one after a fork)."""
-    global _default, _default_pid
-    pid = os.getpid()
-    if _default is None or _default_pid != pid:
-        with _lock:
-            if _default is None or _default_pid != pid:
-                _default = TieredCache(redis_client(), CacheConfig.from_settings())
-                _default_pid = pid
-    return _default
+    return _default.get()
 
 
 @contextmanager
 def use_tiered_cache(cache: TieredCache) -> Iterator[TieredCache]:
     """Make ``cache`` this process's tiered cache inside the block (tests, tools)."""
-    global _default, _default_pid
-    with _lock:
-        previous, previous_pid = _default, _default_pid
-        _default, _default_pid = cache, os.getpid()
+    previous = _default.set(cache)
     try:
         yield cache
     finally:
-        with _lock:
-            _default, _default_pid = previous, previous_pid
+        _default.set(previous)
 
 
 def invalidate_on_commit(

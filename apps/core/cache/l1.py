@@ -26,6 +26,8 @@ class L1Cache(Generic[V]):
         self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
         self._epoch = 0
+        # Notified after every drop, for ``wait_absent``; never taken on the read path.
+        self._dropped = threading.Condition()
 
     @property
     def enabled(self) -> bool:
@@ -70,12 +72,23 @@ class L1Cache(Generic[V]):
         with self._lock:
             self._epoch += 1
             self._entries.pop(key, None)
+        self._notify_drop()
 
     def clear(self) -> None:
         """Drop everything and refuse every fill that began before now."""
         with self._lock:
             self._epoch += 1
             self._entries.clear()
+        self._notify_drop()
+
+    def wait_absent(self, key: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until ``key`` is not held; return whether it is not."""
+        with self._dropped:
+            return self._dropped.wait_for(lambda: key not in self, timeout)
+
+    def _notify_drop(self) -> None:
+        with self._dropped:
+            self._dropped.notify_all()
 
     def __len__(self) -> int:
         with self._lock:

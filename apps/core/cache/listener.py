@@ -50,6 +50,7 @@ class InvalidationListener:
         self._ping_interval = ping_interval
         self._dead_after = dead_after
         self._subscribed = False
+        self._live = threading.Event()  # set while subscribed, for ``wait_healthy``
         self._last_pong = 0.0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -72,11 +73,7 @@ class InvalidationListener:
 
     def wait_healthy(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for a live subscription; return whether there is one."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.healthy:
-                return True
-            time.sleep(0.01)
+        self._live.wait(timeout)
         return self.healthy
 
     def _run(self) -> None:
@@ -120,6 +117,7 @@ class InvalidationListener:
             self._on_flush()
             self._last_pong = now
             self._subscribed = True
+            self._live.set()
         elif kind == "pong":
             self._last_pong = now
         elif kind == "message":
@@ -142,6 +140,7 @@ class InvalidationListener:
     def _drop(self) -> None:
         was_subscribed = self._subscribed
         self._subscribed = False
+        self._live.clear()
         # Flush after marking unhealthy, so no reader trusts an entry the flush removes.
         self._on_flush()
         if was_subscribed and not self._stopping.is_set():

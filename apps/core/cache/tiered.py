@@ -33,6 +33,7 @@ from typing import Any, cast
 from redis import Redis, RedisError
 from redis.commands.core import Script
 
+from apps.core.breaker import CircuitBreaker
 from apps.core.cache import scripts
 from apps.core.cache.config import CacheConfig
 from apps.core.cache.l1 import L1Cache
@@ -108,7 +109,10 @@ class TieredCache:
         self._rng = rng
         self._flights: dict[str, _Flight] = {}
         self._flights_lock = threading.Lock()
-        self._down_until = 0.0
+        # Open after a Redis error: reads go straight to the database until it closes.
+        self.redis_breaker = CircuitBreaker(
+            "redis cache", reset_seconds=config.retry_after_error_seconds
+        )
         self._needs_bump = False
         self._listener: InvalidationListener | None = None
         self._listener_lock = threading.Lock()
@@ -163,7 +167,7 @@ class TieredCache:
         return hit
 
     def _l1_usable(self) -> bool:
-        if not self.l1.enabled or self.client is None or time.monotonic() < self._down_until:
+        if not self.l1.enabled or self.client is None or self.redis_breaker.is_open:
             return False
         listener = self._ensure_listener()
         return listener is not None and listener.healthy
@@ -209,6 +213,7 @@ class TieredCache:
             except RedisError:
                 self._failed("read")
                 return self._load_uncached(loader)
+            self.redis_breaker.succeeded()
             if lease is not None:
                 return self._fill(client, key, lease, loader, ttl)
             if current is not None:
@@ -300,7 +305,7 @@ class TieredCache:
             self.l1.delete(f"{kind}:{ident}")
         if self.client is None or not idents:
             return
-        if time.monotonic() < self._down_until:
+        if self.redis_breaker.is_open:
             self._needs_bump = True
             return
         try:
@@ -338,7 +343,7 @@ class TieredCache:
 
     def _usable_client(self) -> Redis | None:
         """Return the Redis client unless Redis failed just now; settle a pending bump."""
-        if self.client is None or time.monotonic() < self._down_until:
+        if self.client is None or self.redis_breaker.is_open:
             return None
         if self._needs_bump:
             try:
@@ -351,7 +356,7 @@ class TieredCache:
 
     def _failed(self, operation: str) -> None:
         count_error(operation)
-        self._down_until = time.monotonic() + self.config.retry_after_error_seconds
+        self.redis_breaker.failed()
         self.l1.clear()
 
     # --- lifecycle ----------------------------------------------------------------------

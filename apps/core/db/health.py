@@ -9,9 +9,9 @@ by the request that hit the error, and probed again after the retry delay.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,8 +19,11 @@ import psycopg
 from django.conf import settings
 from django.db import connections
 
-from apps.core.db.lsn import parse_lsn
+from apps.core.breaker import CircuitBreaker
+from apps.core.db.lsn import format_lsn, parse_lsn
 from apps.core.db.metrics import record_probe
+from apps.core.db.topology import live_replicas
+from apps.core.forks import ProcessLocal
 
 logger = logging.getLogger(__name__)
 
@@ -47,23 +50,6 @@ class ReplicaStatus:
     replay_lsn: int | None = None
     lag_seconds: float | None = None
     checked_at: float = 0.0
-    # While the circuit is open (down), no probe or read is tried before this instant.
-    retry_at: float = 0.0
-    failures: int = 0
-
-
-def live_replicas() -> list[tuple[str, int]]:
-    """Return the replica aliases (with weights) that point at a server of their own.
-
-    An alias that is a test mirror shares the primary's settings dict; reads for it
-    are the primary's reads, so it is not a replica to route to or to probe.
-    """
-    weights: dict[str, int] = settings.DATABASE_REPLICA_WEIGHTS
-    if not weights:
-        return []
-    databases = connections.settings
-    primary = databases["default"]
-    return [(alias, w) for alias, w in weights.items() if databases[alias] is not primary]
 
 
 def _conninfo(alias: str) -> dict[str, Any]:
@@ -81,30 +67,55 @@ def _conninfo(alias: str) -> dict[str, Any]:
     }
 
 
-class ReplicaMonitor:
-    """Probe live replicas on an interval and answer which may serve a read."""
+class _Probing:
+    """One process's probing: statuses, a breaker and a connection per alias, the thread."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._statuses: dict[str, ReplicaStatus] = {}
-        self._conns: dict[str, tuple[tuple[Any, ...], psycopg.Connection[Any]]] = {}
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._wake = threading.Event()
+        self.lock = threading.Lock()
+        # Notified after every probe and every mark-down, for ``wait_until``.
+        self.changed = threading.Condition(self.lock)
+        self.statuses: dict[str, ReplicaStatus] = {}
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self.conns: dict[str, tuple[tuple[Any, ...], psycopg.Connection[Any]]] = {}
+        self.wake = threading.Event()
+
+    def breaker(self, alias: str) -> CircuitBreaker:
+        breaker = self.breakers.get(alias)
+        if breaker is None:
+            with self.lock:
+                breaker = self.breakers.setdefault(
+                    alias,
+                    CircuitBreaker(
+                        f"replica {alias}", reset_seconds=settings.DATABASE_REPLICA_RETRY_SECONDS
+                    ),
+                )
+        return breaker
+
+
+class ReplicaMonitor:
+    """Probe live replicas on an interval and answer which may serve a read.
+
+    Everything it holds is per process: a forked worker starts with no status, no
+    connection and no thread, and probes before its first read (``ensure_started``).
+    """
+
+    def __init__(self) -> None:
+        self._probing: ProcessLocal[_Probing] = ProcessLocal(_Probing)
+        self._thread: ProcessLocal[threading.Thread] = ProcessLocal(self._start_thread)
 
     # --- reading --------------------------------------------------------------------
 
     def status(self, alias: str) -> ReplicaStatus:
         """Return the last known status of ``alias``."""
-        return self._statuses.get(alias) or ReplicaStatus(alias)
+        return self._probing.get().statuses.get(alias) or ReplicaStatus(alias)
 
     def statuses(self) -> dict[str, ReplicaStatus]:
         """Return the last known status of every probed replica."""
-        return dict(self._statuses)
+        return dict(self._probing.get().statuses)
 
     def usable(self, alias: str, read_after: int | None) -> bool:
         """Return whether ``alias`` is up, within the lag bound, and past ``read_after``."""
-        st = self._statuses.get(alias)
+        st = self._probing.get().statuses.get(alias)
         if st is None or not st.healthy:
             return False
         max_lag: float = settings.DATABASE_REPLICA_MAX_LAG_SECONDS
@@ -116,92 +127,93 @@ class ReplicaMonitor:
 
     def mark_down(self, alias: str, reason: str) -> None:
         """Open the circuit of ``alias``: no reads or probes until the retry delay passes."""
-        now = time.monotonic()
-        with self._lock:
+        probing = self._probing.get()
+        probing.breaker(alias).failed()
+        with probing.lock:
             old = self.status(alias)
-            self._statuses[alias] = replace(
-                old,
-                healthy=False,
-                checked_at=now,
-                retry_at=now + settings.DATABASE_REPLICA_RETRY_SECONDS,
-                failures=old.failures + 1,
-            )
+            probing.statuses[alias] = replace(old, healthy=False, checked_at=time.monotonic())
+            probing.changed.notify_all()
         record_probe(alias, healthy=False, lag_seconds=None)
         logger.warning("Replica %s marked down: %s", alias, reason)
 
     def probe(self, alias: str) -> ReplicaStatus:
         """Probe ``alias`` now on the monitor's own connection; record and return the result."""
+        probing = self._probing.get()
         info = _conninfo(alias)
         key = tuple(sorted(info.items()))
         try:
-            conn = self._connection(alias, key, info)
+            conn = self._connection(probing, alias, key, info)
             row = conn.execute(PROBE_SQL).fetchone()
         except psycopg.Error as exc:
-            self._drop_connection(alias)
+            self._drop_connection(probing, alias)
             self.mark_down(alias, f"{type(exc).__name__}: {exc}".strip())
             return self.status(alias)
-        now = time.monotonic()
         replay = parse_lsn(row[0]) if row else None
         lag = float(row[1]) if row and row[1] is not None else None
-        with self._lock:
+        status = ReplicaStatus(alias, True, replay, lag, time.monotonic())
+        with probing.lock:
             was = self.status(alias)
-            self._statuses[alias] = ReplicaStatus(alias, True, replay, lag, now, 0.0, 0)
+            probing.statuses[alias] = status
+            probing.changed.notify_all()
+        probing.breaker(alias).succeeded()
         record_probe(alias, healthy=True, lag_seconds=lag)
-        if not was.healthy and was.failures:
+        if not was.healthy and was.checked_at:
             logger.info("Replica %s is back (lag %.3f s)", alias, lag or 0.0)
-        return self._statuses[alias]
+        return status
 
     def probe_all(self) -> None:
         """Probe every live replica whose circuit is closed or due for a retry."""
+        probing = self._probing.get()
         live = {alias for alias, _ in live_replicas()}
-        now = time.monotonic()
         for alias in live:
-            if self.status(alias).retry_at <= now:
+            if probing.breaker(alias).allow():
                 self.probe(alias)
-        for alias in set(self._conns) - live:
-            self._drop_connection(alias)
+        for alias in set(probing.conns) - live:
+            self._drop_connection(probing, alias)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait up to ``timeout`` s for ``predicate()``, checked after each probe; return it.
+
+        ``predicate`` runs under the monitor's lock: it may read statuses, not probe.
+        """
+        probing = self._probing.get()
+        with probing.changed:
+            return probing.changed.wait_for(predicate, timeout)
 
     def wake(self) -> None:
         """Make the probing thread probe now instead of at the end of its interval."""
-        self._wake.set()
+        self._probing.get().wake.set()
 
     # --- the thread -----------------------------------------------------------------
 
     def ensure_started(self) -> None:
-        """Start the probing thread in this process, probing once before returning.
+        """Start this process's probing thread (again in a forked child), probing once first."""
+        self._thread.get()
 
-        The pid check restarts it in a forked worker, where the parent's thread is gone.
-        """
-        pid = os.getpid()
-        if self._pid == pid:
-            return
-        with self._lock:
-            if self._pid == pid:
-                return
-            self._conns = {}
-            self._pid = pid
+    def _start_thread(self) -> threading.Thread:
         self.probe_all()
-        self._thread = threading.Thread(
-            target=self._run, name="replica-monitor", daemon=True, args=(pid,)
+        thread = threading.Thread(
+            target=self._run, name="replica-monitor", daemon=True, args=(self._probing.get(),)
         )
-        self._thread.start()
+        thread.start()
+        return thread
 
-    def _run(self, pid: int) -> None:
-        while self._pid == pid:
-            self._wake.wait(settings.DATABASE_REPLICA_CHECK_INTERVAL_SECONDS)
-            self._wake.clear()
+    def _run(self, probing: _Probing) -> None:
+        while True:
+            probing.wake.wait(settings.DATABASE_REPLICA_CHECK_INTERVAL_SECONDS)
+            probing.wake.clear()
             try:
                 self.probe_all()
             except Exception:  # The monitor must outlive any one bad probe
                 logger.exception("Replica probe failed")
 
     def _connection(
-        self, alias: str, key: tuple[Any, ...], info: dict[str, Any]
+        self, probing: _Probing, alias: str, key: tuple[Any, ...], info: dict[str, Any]
     ) -> psycopg.Connection[Any]:
-        cached = self._conns.get(alias)
+        cached = probing.conns.get(alias)
         if cached and cached[0] == key and not cached[1].closed:
             return cached[1]
-        self._drop_connection(alias)
+        self._drop_connection(probing, alias)
         # No server-side prepared statements: the probe may go through PgBouncer in
         # transaction mode, where a prepared statement outlives its server connection.
         conn = psycopg.connect(
@@ -209,11 +221,11 @@ class ReplicaMonitor:
             prepare_threshold=None,
             **{k: v for k, v in info.items() if v is not None},
         )
-        self._conns[alias] = (key, conn)
+        probing.conns[alias] = (key, conn)
         return conn
 
-    def _drop_connection(self, alias: str) -> None:
-        cached = self._conns.pop(alias, None)
+    def _drop_connection(self, probing: _Probing, alias: str) -> None:
+        cached = probing.conns.pop(alias, None)
         if cached:
             try:
                 cached[1].close()
@@ -267,8 +279,6 @@ def replica_report() -> dict[str, dict[str, Any]]:
 
     For /readyz and the metrics: read from the monitor, never from a request's connection.
     """
-    from apps.core.db.lsn import format_lsn
-
     replicas = live_replicas()
     if replicas:
         monitor.ensure_started()

@@ -7,6 +7,7 @@ import re
 from django.db import connections
 
 from apps.core.db.state import RoutingState
+from apps.core.db.topology import live_replicas
 
 # PostgreSQL prints an LSN as two hex halves, e.g. "16/B374D848".
 _LSN_RE = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
@@ -51,8 +52,6 @@ def settle_read_after(state: RoutingState) -> int | None:
     """
     if state.lsn_stale:
         state.lsn_stale = False
-        from apps.core.db.health import live_replicas
-
         if live_replicas():
             lsn = primary_insert_lsn()
             state.read_after = lsn if state.read_after is None else max(state.read_after, lsn)

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the database router: queries per alias, replica health and lag.
+"""Prometheus metrics of the replica probe: each replica's health and lag.
 
 Defined here and exposed by ``/metrics`` with every other metric of the process (added
 up over worker processes; see ``apps.observability.metrics``). The gauges keep the most
@@ -8,13 +8,8 @@ probe is the best answer, and a dead worker's old reading never outlives a live 
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Gauge
 
-DB_QUERIES = Counter(
-    "db_queries",
-    "SQL statements run, by database alias (default is the primary).",
-    ["alias"],
-)
 REPLICA_LAG_SECONDS = Gauge(
     "replica_lag_seconds",
     "Seconds the replica's replay is behind (0 when it has replayed all it received).",

@@ -15,6 +15,8 @@ from apps.core.db.state import current_state, routing_scope
 
 READ_AFTER_HEADER = "X-Read-After"
 READ_AFTER_COOKIE = "hs_read_after"
+# The request attribute holding the resolved view, for serving a read again.
+REPLICA_VIEW_ATTRIBUTE = "highscale_replica_view"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -59,7 +61,7 @@ class ReplicaRoutingMiddleware:
         view_kwargs: dict[str, Any],
     ) -> None:
         # Kept so that a read which failed on a replica can be served again.
-        request._replica_view = (view_func, view_args, view_kwargs)  # type: ignore[attr-defined]
+        setattr(request, REPLICA_VIEW_ATTRIBUTE, (view_func, view_args, view_kwargs))
 
     def process_exception(
         self, request: HttpRequest, exception: Exception
@@ -80,6 +82,6 @@ class ReplicaRoutingMiddleware:
         connections[alias].close_if_unusable_or_obsolete()
         state.replica = None
         state.pinned_primary = True
-        view_func, view_args, view_kwargs = request._replica_view  # type: ignore[attr-defined]
+        view_func, view_args, view_kwargs = getattr(request, REPLICA_VIEW_ATTRIBUTE)
         response: HttpResponseBase = view_func(request, *view_args, **view_kwargs)
         return response

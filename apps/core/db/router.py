@@ -16,8 +16,9 @@ from django.db import connections
 from django.db.models import Model
 
 from apps.core.db.errors import ReadCapacityExhausted
-from apps.core.db.health import fallback_budget, live_replicas, monitor
+from apps.core.db.health import fallback_budget, monitor
 from apps.core.db.state import RoutingState, current_state
+from apps.core.db.topology import live_replicas
 
 PRIMARY = "default"
 

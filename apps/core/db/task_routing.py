@@ -14,7 +14,8 @@ from apps.core.db.lsn import format_lsn, parse_lsn, settle_read_after
 from apps.core.db.state import current_state, enter_scope, exit_scope
 
 READ_AFTER_TASK_HEADER = "read_after"
-_SCOPE_ATTRIBUTE = "_highscale_routing_scope"
+# An attribute of ours on Celery's task request, namespaced.
+_SCOPE_ATTRIBUTE = "highscale_routing_scope"
 
 
 def _enclosing_token() -> int | None:

@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from django.db.backends.base.base import BaseDatabaseWrapper
+
 from apps.core.db.state import current_state
 
 # The first keyword of a statement that changes data or schema.
@@ -45,3 +47,13 @@ class RawWriteDetector:
             state.wrote = True
             state.lsn_stale = True
         return execute(sql, params, many, context)
+
+
+def install_raw_write_detector(
+    sender: object, connection: BaseDatabaseWrapper, **kwargs: object
+) -> None:
+    """Attach the detector to each new connection of the primary (``connection_created``)."""
+    if connection.alias == "default" and not any(
+        isinstance(w, RawWriteDetector) for w in connection.execute_wrappers
+    ):
+        connection.execute_wrappers.append(RawWriteDetector())

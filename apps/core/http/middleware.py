@@ -1,17 +1,14 @@
-"""Middleware shared by every app: request ids, the request body limit, lazy messages."""
+"""Middleware shared by every app: request ids and the request body limit."""
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable
 
 from django.conf import settings
-from django.contrib.messages.middleware import MessageMiddleware
-from django.contrib.messages.storage import default_storage
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.utils.functional import SimpleLazyObject, empty
+from django.http import HttpRequest, HttpResponseBase
 
+from apps.core.forks import ProcessLocal
 from apps.core.http.request_context import REQUEST_ID_HEADER, accept_request_id, request_id_var
 from apps.core.http.responses import error_response
 
@@ -38,8 +35,8 @@ class RequestIdMiddleware:
         return response
 
 
-# A generator of this process's request ids (and the process it belongs to).
-_ids: tuple[random.Random, int] | None = None
+# This process's generator of request ids, seeded from the OS (again in a forked child).
+_ids: ProcessLocal[random.Random] = ProcessLocal(random.Random)
 
 
 def _new_request_id() -> str:
@@ -47,12 +44,9 @@ def _new_request_id() -> str:
 
     A request id must be unique, not secret (clients may choose their own), so a
     generator seeded from the OS once per process replaces a system call and a UUID
-    object per request. A forked worker seeds its own.
+    object per request.
     """
-    global _ids
-    if _ids is None or _ids[1] != os.getpid():
-        _ids = (random.Random(), os.getpid())  # noqa: S311 -- unique, not secret
-    return f"{_ids[0].getrandbits(128):032x}"
+    return f"{_ids.get().getrandbits(128):032x}"
 
 
 class BodySizeLimitMiddleware:
@@ -77,21 +71,3 @@ class BodySizeLimitMiddleware:
         if length > limit:
             return error_response(413, f"Request body is larger than {limit} bytes.")
         return self.get_response(request)
-
-
-class LazyMessageMiddleware(MessageMiddleware):
-    """Django's ``MessageMiddleware``, building the message storage only when used.
-
-    The storage (cookie and session backends, a cookie signer) costs more than a whole
-    API view's own work, and only the admin ever adds or reads a message; a request
-    that never touched it has nothing to save, so it is left out of the response too.
-    """
-
-    def process_request(self, request: HttpRequest) -> None:
-        request._messages = SimpleLazyObject(lambda: default_storage(request))  # type: ignore[attr-defined]
-
-    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
-        messages = request.__dict__.get("_messages")
-        if isinstance(messages, SimpleLazyObject) and messages._wrapped is empty:
-            return response
-        return super().process_response(request, response)

@@ -20,8 +20,13 @@ def node_factory() -> Iterator[NodeFactory]:
     """
     nodes: list[TieredCache] = []
 
-    def make(**overrides: object) -> TieredCache:
-        node = TieredCache(redis_client(), replace(TEST_CONFIG, **overrides))  # type: ignore[arg-type]
+    def make(rng: Callable[[], float] | None = None, **overrides: object) -> TieredCache:
+        config = replace(TEST_CONFIG, **overrides)  # type: ignore[arg-type]
+        node = (
+            TieredCache(redis_client(), config)
+            if rng is None
+            else TieredCache(redis_client(), config, rng=rng)
+        )
         nodes.append(node)
         return node
 

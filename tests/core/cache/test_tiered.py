@@ -10,10 +10,11 @@ import pytest
 from django.db import connection
 from prometheus_client import REGISTRY
 
-from apps.core.cache import make_etag
+from apps.core.cache import make_etag, tiered_cache
 from apps.users.models import User
 from apps.users.selectors import user_public_profile
 from tests.core.cache.nodes import listening
+from tests.core.forking import in_child
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -149,8 +150,7 @@ def test_hot_key_is_refreshed_early_by_one_caller_before_it_expires(make_node):
     user = _user()
     # A draw near 0 makes XFetch's gap (10 ms x 690) exceed the 5 s left: refresh now.
     node = make_node()
-    eager = make_node(l1_max_entries=0)
-    eager._rng = lambda: 1e-300
+    eager = make_node(l1_max_entries=0, rng=lambda: 1e-300)
     calls: list[int] = []
     node.get(f"user:{user.pk}", _counting_loader(user.pk, calls, delay=0.01), ttl=5)
 
@@ -165,8 +165,7 @@ def test_hot_key_is_refreshed_early_by_one_caller_before_it_expires(make_node):
 
 def test_caller_keeps_the_cached_value_while_another_refreshes_early(make_node):
     user = _user()
-    node = make_node(l1_max_entries=0)
-    node._rng = lambda: 1e-300
+    node = make_node(l1_max_entries=0, rng=lambda: 1e-300)
     calls: list[int] = []
     first = node.get(f"user:{user.pk}", _counting_loader(user.pk, calls, delay=0.01), ttl=60)
     assert node.client is not None
@@ -192,3 +191,33 @@ def test_redis_errors_are_counted(make_node):
     assert value.data["id"] == user.pk
     after = REGISTRY.get_sample_value("cache_errors_total", {"operation": "read"})
     assert after == before + 1
+
+
+@pytest.mark.parametrize(("retry_seconds", "read_errors"), [(60.0, 1), (0.0, 2)])
+def test_after_a_redis_error_reads_skip_redis_until_the_retry_delay_has_passed(
+    make_node, retry_seconds, read_errors
+):
+    before = REGISTRY.get_sample_value("cache_errors_total", {"operation": "read"}) or 0.0
+    node = make_node(retry_after_error_seconds=retry_seconds)
+    node.client = node.client.__class__.from_url(
+        "redis://127.0.0.1:1/0", socket_connect_timeout=0.1, socket_timeout=0.1
+    )
+    user = _user()
+    calls: list[int] = []
+
+    first = node.get(f"user:{user.pk}", _counting_loader(user.pk, calls), ttl=60)
+    second = node.get(f"user:{user.pk}", _counting_loader(user.pk, calls), ttl=60)
+
+    assert first is not None
+    assert second is not None
+    assert first.data == second.data
+    assert calls == [1, 1]
+    after = REGISTRY.get_sample_value("cache_errors_total", {"operation": "read"})
+    assert after == before + read_errors
+
+
+def test_a_forked_worker_gets_a_tiered_cache_of_its_own():
+    parent = tiered_cache()
+
+    assert in_child(lambda: tiered_cache() is not parent) == 0
+    assert tiered_cache() is parent

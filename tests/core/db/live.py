@@ -9,8 +9,7 @@ primary when pytest-django created it there.
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -118,11 +117,42 @@ def primary_lsn() -> int:
     return lsn
 
 
-def wait_for(check: Any, timeout: float = 30.0, what: str = "condition") -> None:
-    """Poll ``check`` until true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"{what} did not happen within {timeout} s")
+class _Counter:
+    """Execute wrapper that counts the statements one alias runs."""
+
+    def __init__(self, counts: dict[str, int], alias: str) -> None:
+        self.counts = counts
+        self.alias = alias
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.counts[self.alias] += 1
+        return execute(sql, params, many, context)
+
+
+@contextmanager
+def statements(*aliases: str) -> Iterator[dict[str, int]]:
+    """Count the statements each alias runs in this thread inside the block.
+
+    Through Django's ``connection.execute_wrapper()``, which (unlike
+    ``CaptureQueriesContext``) opens no connection: a stopped replica counts 0.
+    """
+    counts = dict.fromkeys(aliases, 0)
+    with contextlib.ExitStack() as stack:
+        for alias in aliases:
+            stack.enter_context(connections[alias].execute_wrapper(_Counter(counts, alias)))
+        yield counts
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    """Wait until ``check()`` holds, re-checked at each probe of the replica monitor.
+
+    ``check`` reads the monitor's statuses; fail the test after ``timeout`` seconds.
+    """
+    if not monitor.wait_until(check, timeout):
+        pytest.fail(f"{what} did not happen within {timeout} s")
+
+
+def replicated(alias: str, what: str = "replication", timeout: float = 30.0) -> None:
+    """Wait until the monitor has seen ``alias`` replay past the primary's position now."""
+    target = primary_lsn()
+    wait_for(lambda: (monitor.status(alias).replay_lsn or -1) >= target, timeout, what)

@@ -10,7 +10,6 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.core.cache import TieredCache, use_tiered_cache
-from apps.core.db.counters import query_counts
 from apps.core.db.health import monitor
 from apps.core.db.middleware import READ_AFTER_HEADER
 from apps.core.db.state import routing_scope
@@ -23,6 +22,8 @@ from tests.core.db.live import (
     replay_paused,
     replica_test_db_url,
     replica_urls,
+    replicated,
+    statements,
     wait_for,
 )
 
@@ -69,7 +70,7 @@ def test_profile_cache_refills_from_the_primary_while_replay_is_paused(
 ):
     user.display_name = "Before"
     user.save(update_fields=["display_name"])
-    wait_for(lambda: _name_on_replica(replica, user.pk) == "Before", what="replication")
+    replicated(ALIAS)
     path = f"/api/v1/users/{user.pk}"
     assert APIClient().get(path).json()["display_name"] == "Before"
 
@@ -82,11 +83,11 @@ def test_profile_cache_refills_from_the_primary_while_replay_is_paused(
         with routing_scope():
             assert User.objects.get(pk=user.pk).display_name == "Before"
         # ...yet the profile it gets, and the value the miss put in Redis, are the new row.
-        before = query_counts()
-        fresh = APIClient().get(path)
+        with statements(ALIAS) as counted:
+            fresh = APIClient().get(path)
         assert fresh.status_code == 200
         assert fresh.json()["display_name"] == "After"
-        assert query_counts().get(ALIAS, 0) == before.get(ALIAS, 0)
+        assert counted == {ALIAS: 0}
         other_process = make_node()
         stored = other_process.get(user_cache_key(user.pk), _no_database, ttl=3600)
         assert stored is not None
@@ -99,7 +100,7 @@ def test_profile_cache_refills_from_the_primary_while_replay_is_paused(
         again = APIClient().get(path, headers={READ_AFTER_HEADER: token})
         assert again.json()["display_name"] == "After"
 
-    wait_for(lambda: _name_on_replica(replica, user.pk) == "After", what="replay resuming")
+    replicated(ALIAS, "replay resuming")
     # Cache, primary and replica now agree, long before the 3600 s TTL.
     assert APIClient().get(path).json()["display_name"] == "After"
     assert User.objects.using("default").get(pk=user.pk).display_name == "After"
@@ -113,7 +114,7 @@ def test_profile_cache_refills_from_the_primary_while_replay_is_paused(
 def test_a_fill_racing_a_paused_replica_never_caches_the_replicas_old_row(replica, here, user):
     user.display_name = "Old"
     user.save(update_fields=["display_name"])
-    wait_for(lambda: _name_on_replica(replica, user.pk) == "Old", what="replication")
+    replicated(ALIAS)
 
     with replay_paused(replica):
         User.objects.filter(pk=user.pk).update(display_name="New")
@@ -124,7 +125,7 @@ def test_a_fill_racing_a_paused_replica_never_caches_the_replicas_old_row(replic
             value = user_profile_get_cached(user_id=user.pk)
         assert value.data["display_name"] == "New"
 
-    wait_for(lambda: _name_on_replica(replica, user.pk) == "New", what="replay resuming")
+    replicated(ALIAS, "replay resuming")
     stored = here.get(user_cache_key(user.pk), _no_database, ttl=3600)
     assert stored is not None
     assert stored.data["display_name"] == "New"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -10,12 +11,12 @@ import pytest
 from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
-from apps.core.db.counters import query_counts
 from apps.core.db.health import FallbackBudget, fallback_budget, monitor
 from apps.orders.models import Product
 from deploy.local.processes import ServerError
 from deploy.local.servers import Servers
-from tests.core.db.live import live_replica, primary_lsn, replica_urls, wait_for
+from tests.core.db.live import live_replica, primary_lsn, replica_urls, statements, wait_for
+from tests.core.forking import in_child
 
 ALIAS = "replica_1"
 NAME = "replica-down"
@@ -67,10 +68,11 @@ def test_a_stopped_replica_is_skipped_without_errors_and_used_again_after_restar
 ):
     product = Product.objects.create(sku="DOWN-1", name="Up", price=Decimal(1), stock=1)
     path = f"/api/v1/products/{product.pk}"
-    wait_for(lambda: monitor.usable(ALIAS, primary_lsn()), what="replication of the row")
-    before = query_counts()
-    assert _read_many(path, 1) == [200]
-    assert query_counts().get(ALIAS, 0) - before.get(ALIAS, 0) == 1
+    written = primary_lsn()
+    wait_for(lambda: monitor.usable(ALIAS, written), what="replication of the row")
+    with statements(ALIAS) as counted:
+        assert _read_many(path, 1) == [200]
+    assert counted == {ALIAS: 1}
 
     # Phase 1: the replica dies under a request, before any probe notices.
     settings.DATABASE_REPLICA_CHECK_INTERVAL_SECONDS = 60
@@ -85,20 +87,30 @@ def test_a_stopped_replica_is_skipped_without_errors_and_used_again_after_restar
     settings.DATABASE_REPLICA_CHECK_INTERVAL_SECONDS = 0.2
     monitor.wake()
     wait_for(lambda: monitor.usable(ALIAS, None), what="the replica coming back")
-    before = query_counts()
-    assert _read_many(path, 3) == [200] * 3
-    assert query_counts().get(ALIAS, 0) - before.get(ALIAS, 0) == 3
+    with statements(ALIAS) as counted:
+        assert _read_many(path, 3) == [200] * 3
+    assert counted == {ALIAS: 3}
 
     # Phase 2: the probe alone marks a stopped replica down within 1 s.
     own_replica.stop_server(NAME)
     wait_for(lambda: not monitor.status(ALIAS).healthy, timeout=1.0, what="the replica marked down")
-    before = query_counts()
-    assert _read_many(path, 20) == [200] * 20
-    assert query_counts().get(ALIAS, 0) - before.get(ALIAS, 0) == 0
+    with statements(ALIAS) as counted:
+        assert _read_many(path, 20) == [200] * 20
+    assert counted == {ALIAS: 0}
 
     own_replica.restart_postgres(NAME)
     wait_for(lambda: monitor.usable(ALIAS, None), what="the replica coming back")
     assert _read_many(path, 1) == [200]
+
+
+def test_a_forked_worker_starts_a_probing_thread_of_its_own():
+    monitor.ensure_started()
+
+    def probing_thread_running() -> bool:
+        monitor.ensure_started()
+        return any(t.name == "replica-monitor" for t in threading.enumerate())
+
+    assert in_child(probing_thread_running) == 0
 
 
 def test_the_fallback_budget_refuses_reads_beyond_its_rate(settings):

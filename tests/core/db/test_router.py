@@ -13,7 +13,6 @@ from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.test import APIClient
 
-from apps.core.db.counters import query_counts
 from apps.core.db.health import monitor
 from apps.core.db.lsn import format_lsn, parse_lsn
 from apps.core.db.middleware import READ_AFTER_COOKIE, READ_AFTER_HEADER
@@ -26,6 +25,8 @@ from tests.core.db.live import (
     replay_paused,
     replica_test_db_url,
     replica_urls,
+    replicated,
+    statements,
     wait_for,
 )
 
@@ -44,11 +45,6 @@ urlpatterns = [
     path("test/create-then-read", create_then_read),
     path("", include("config.urls")),
 ]
-
-
-def _delta(before: dict[str, int]) -> dict[str, int]:
-    after = query_counts()
-    return {alias: after.get(alias, 0) - before.get(alias, 0) for alias in ("default", ALIAS)}
 
 
 def _on_replica(url: str, product_id: int) -> int:
@@ -71,13 +67,13 @@ def replica(settings) -> Iterator[str]:
 def test_a_client_reads_its_own_write_by_wal_position_while_replay_is_paused(replica):
     client = APIClient()
     with replay_paused(replica):
-        before = query_counts()
-        created = client.post("/test/create-then-read")
+        with statements(ALIAS) as counted:
+            created = client.post("/test/create-then-read")
 
         assert created.status_code == 200
         product_id = created.json()["id"]
         assert created.json()["seen"] == "Fresh"
-        assert _delta(before)[ALIAS] == 0
+        assert counted == {ALIAS: 0}
         token = created[READ_AFTER_HEADER]
         assert parse_lsn(token) is not None
         assert created.cookies[READ_AFTER_COOKIE].value == token
@@ -87,13 +83,13 @@ def test_a_client_reads_its_own_write_by_wal_position_while_replay_is_paused(rep
         stale = APIClient().get(f"/api/v1/products/{product_id}")
         assert stale.status_code == 404
 
-        before = query_counts()
-        again = APIClient().get(
-            f"/api/v1/products/{product_id}", headers={READ_AFTER_HEADER: token}
-        )
+        with statements("default", ALIAS) as counted:
+            again = APIClient().get(
+                f"/api/v1/products/{product_id}", headers={READ_AFTER_HEADER: token}
+            )
         assert again.status_code == 200
         assert again.json()["name"] == "Fresh"
-        assert _delta(before) == {"default": 1, ALIAS: 0}
+        assert counted == {"default": 1, ALIAS: 0}
 
         # The browser path: the cookie set by the write carries the same token.
         by_cookie = client.get(f"/api/v1/products/{product_id}")
@@ -103,37 +99,30 @@ def test_a_client_reads_its_own_write_by_wal_position_while_replay_is_paused(rep
         lambda: (monitor.status(ALIAS).replay_lsn or 0) >= parse_lsn(token),  # type: ignore[operator]
         what="the replica replaying past the token",
     )
-    before = query_counts()
-    after = APIClient().get(f"/api/v1/products/{product_id}", headers={READ_AFTER_HEADER: token})
+    with statements("default", ALIAS) as counted:
+        after = APIClient().get(
+            f"/api/v1/products/{product_id}", headers={READ_AFTER_HEADER: token}
+        )
     assert after.status_code == 200
     assert after.json()["name"] == "Fresh"
-    assert _delta(before) == {"default": 0, ALIAS: 1}
+    assert counted == {"default": 0, ALIAS: 1}
     assert READ_AFTER_HEADER not in after
 
 
 def test_every_query_inside_atomic_hits_the_primary(replica):
     Product.objects.create(sku="ATOMIC-1", name="Kept", price=Decimal("2.00"), stock=3)
-    wait_for(lambda: _on_replica_by_sku(replica, "ATOMIC-1"), what="replication of the row")
-    with routing_scope():
-        before = query_counts()
+    replicated(ALIAS, "replication of the row")
+    with routing_scope(), statements("default", ALIAS) as counted:
         assert Product.objects.filter(sku="ATOMIC-1").count() == 1
-        assert _delta(before) == {"default": 0, ALIAS: 1}
+    assert counted == {"default": 0, ALIAS: 1}
 
-    with routing_scope():
-        before = query_counts()
+    with routing_scope(), statements("default", ALIAS) as counted, transaction.atomic():
+        assert Product.objects.filter(sku="ATOMIC-1").count() == 1
+        assert list(Product.objects.values_list("name", flat=True)) == ["Kept"]
+        assert Product.objects.get(sku="ATOMIC-1").stock == 3
         with transaction.atomic():
-            assert Product.objects.filter(sku="ATOMIC-1").count() == 1
-            assert list(Product.objects.values_list("name", flat=True)) == ["Kept"]
-            assert Product.objects.get(sku="ATOMIC-1").stock == 3
-            with transaction.atomic():
-                assert Product.objects.exists()
-        assert _delta(before) == {"default": 4 + 2, ALIAS: 0}  # 4 reads, 1 savepoint pair
-
-
-def _on_replica_by_sku(url: str, sku: str) -> bool:
-    with psycopg.connect(replica_test_db_url(url), autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM orders_product WHERE sku = %s", (sku,))
-        return int(row.fetchone()[0]) == 1  # type: ignore[index]
+            assert Product.objects.exists()
+    assert counted == {"default": 4 + 2, ALIAS: 0}  # 4 reads, 1 savepoint pair
 
 
 def test_reads_outside_any_scope_and_after_a_write_stay_on_the_primary(replica):

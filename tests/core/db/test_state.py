@@ -6,6 +6,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
@@ -76,7 +77,7 @@ def two_replicas(settings) -> Iterator[list[str]]:
     with live_replica("replica_1", url, weight=1), live_replica("replica_2", url, weight=3):
         caught_up = primary_lsn()
         for alias in ("replica_1", "replica_2"):
-            wait_for(lambda a=alias: monitor.usable(a, caught_up), what=f"{alias} caught up")
+            wait_for(partial(monitor.usable, alias, caught_up), what=f"{alias} caught up")
         yield ["replica_1", "replica_2"]
 
 

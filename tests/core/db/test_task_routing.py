@@ -16,7 +16,6 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.test import APIClient
 
-from apps.core.db.counters import query_counts
 from apps.core.db.health import monitor
 from apps.core.db.lsn import parse_lsn
 from apps.core.db.middleware import READ_AFTER_HEADER
@@ -24,7 +23,14 @@ from apps.core.db.state import current_state, routing_scope
 from apps.core.db.task_routing import READ_AFTER_TASK_HEADER
 from apps.orders.models import Product
 from config.celery import app
-from tests.core.db.live import live_replica, primary_lsn, replay_paused, replica_urls, wait_for
+from tests.core.db.live import (
+    live_replica,
+    primary_lsn,
+    replay_paused,
+    replica_urls,
+    statements,
+    wait_for,
+)
 
 ALIAS = "replica_1"
 QUEUE = f"highscale.test.replica-routing.{os.getpid()}"
@@ -35,16 +41,15 @@ results: queue.Queue[dict[str, Any]] = queue.Queue()
 
 @app.task(name="tests.core.db.read_product", bind=True)
 def read_product(self: Any, product_id: int) -> None:
-    before = query_counts()
-    found = Product.objects.filter(pk=product_id).exists()
-    after = query_counts()
+    with statements(ALIAS) as counted:
+        found = Product.objects.filter(pk=product_id).exists()
     state = current_state()
     results.put(
         {
             "found": found,
             "header": getattr(self.request, READ_AFTER_TASK_HEADER, None),
             "read_after": state.read_after if state else None,
-            "replica_queries": after.get(ALIAS, 0) - before.get(ALIAS, 0),
+            "replica_queries": counted[ALIAS],
         }
     )
 

@@ -13,7 +13,6 @@ from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.test import APIClient
 
-from apps.core.db.counters import query_counts
 from apps.core.db.health import monitor
 from apps.core.db.lsn import parse_lsn
 from apps.core.db.middleware import READ_AFTER_HEADER
@@ -26,6 +25,8 @@ from tests.core.db.live import (
     replay_paused,
     replica_test_db_url,
     replica_urls,
+    replicated,
+    statements,
     wait_for,
 )
 
@@ -87,15 +88,15 @@ def test_is_write_recognises_statements_that_change_data(sql, expected):
 @pytest.mark.urls(__name__)
 def test_a_raw_sql_write_pins_the_request_and_returns_a_token_while_replay_is_paused(replica):
     product = Product.objects.create(sku="RAW-1", name="Cooked", price=Decimal("1.00"), stock=1)
-    wait_for(lambda: _name_on_replica(replica, product.pk) == "Cooked", what="replication")
+    replicated(ALIAS)
 
     with replay_paused(replica):
-        before = query_counts()
-        response = APIClient().post(f"/test/rename-raw/{product.pk}")
+        with statements(ALIAS) as counted:
+            response = APIClient().post(f"/test/rename-raw/{product.pk}")
 
         assert response.status_code == 200
         assert response.json() == {"seen": "Raw"}
-        assert query_counts().get(ALIAS, 0) == before.get(ALIAS, 0)
+        assert counted == {ALIAS: 0}
         token = response[READ_AFTER_HEADER]
         assert parse_lsn(token) is not None
         assert _name_on_replica(replica, product.pk) == "Cooked"
@@ -112,12 +113,12 @@ def test_raw_selects_leave_the_scope_free_to_read_the_replica(replica):
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM orders_product")
         assert state.wrote is False
-        before = query_counts()
-        Product.objects.filter(sku="none").exists()
-        assert query_counts()[ALIAS] - before.get(ALIAS, 0) == 1
+        with statements(ALIAS) as counted:
+            Product.objects.filter(sku="none").exists()
+        assert counted == {ALIAS: 1}
         with connection.cursor() as cursor:
             cursor.execute("DELETE FROM orders_product WHERE sku = %s", ["none"])
         assert state.wrote is True
-        before = query_counts()
-        Product.objects.filter(sku="none").exists()
-        assert query_counts().get(ALIAS, 0) == before.get(ALIAS, 0)
+        with statements(ALIAS) as counted:
+            Product.objects.filter(sku="none").exists()
+        assert counted == {ALIAS: 0}

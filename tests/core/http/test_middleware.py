@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
-from collections.abc import Callable
 
 import pytest
-from django.contrib import messages
-from django.contrib.sessions.backends.signed_cookies import SessionStore
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client, RequestFactory
 from django.urls import path
-from django.utils.functional import empty
 
 from apps.core.http.logging import RequestIdFilter
-from apps.core.http.middleware import LazyMessageMiddleware, RequestIdMiddleware
-from apps.core.http.request_context import current_request_id
+from apps.core.http.middleware import RequestIdMiddleware
+from apps.core.http.request_context import REQUEST_ID_HEADER, current_request_id
 from config import urls as config_urls
 
 GENERATED_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -169,45 +166,22 @@ def test_request_id_is_reset_when_the_inner_handler_raises():
     assert current_request_id() is None
 
 
-def test_lazy_messages_build_no_storage_for_a_request_that_never_uses_them():
-    request = RequestFactory().get("/healthz")
+def test_a_forked_worker_generates_request_ids_of_its_own():
+    middleware = RequestIdMiddleware(lambda request: HttpResponse())
 
-    response = _through_messages(lambda r: HttpResponse("ok"), request)
+    def new_id() -> str:
+        return str(middleware(RequestFactory().get("/"))[REQUEST_ID_HEADER])
 
-    assert request._messages._wrapped is empty  # type: ignore[attr-defined]
-    assert "messages" not in response.cookies
+    new_id()  # the parent's generator exists before the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = pipe.read()
 
-
-def test_lazy_messages_keep_a_message_added_during_the_request_for_the_next_one():
-    def add(request: HttpRequest) -> HttpResponse:
-        messages.success(request, "Saved.")
-        return HttpResponse("ok")
-
-    first = _through_messages(add, _with_session(RequestFactory().get("/admin/")))
-    seen: list[str] = []
-
-    def read(request: HttpRequest) -> HttpResponse:
-        seen.extend(str(message) for message in messages.get_messages(request))
-        return HttpResponse("ok")
-
-    follow_up = _with_session(RequestFactory().get("/admin/"))
-    follow_up.COOKIES["messages"] = first.cookies["messages"].value
-    second = _through_messages(read, follow_up)
-
-    assert seen == ["Saved."]
-    # Read messages are consumed: the cookie is cleared.
-    assert second.cookies["messages"].value == ""
-
-
-def _with_session(request: HttpRequest) -> HttpRequest:
-    # The fallback storage needs a session to overflow into, as under SessionMiddleware.
-    request.session = SessionStore()
-    return request
-
-
-def _through_messages(
-    view: Callable[[HttpRequest], HttpResponse], request: HttpRequest
-) -> HttpResponse:
-    response = LazyMessageMiddleware(view)(request)
-    assert isinstance(response, HttpResponse)
-    return response
+    assert GENERATED_ID.match(child)
+    assert child != new_id()
