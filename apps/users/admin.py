@@ -1,3 +1,5 @@
+"""The admin of users and groups, with the checked selection actions."""
+
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin

@@ -15,6 +15,7 @@ from apps.core.http.api import RenderedByEtag, error_responses, id_path_paramete
 from apps.ratelimit.throttles import LoginRateThrottle
 from apps.users.cache import user_profile_get_cached
 from apps.users.models import User
+from apps.users.serializers import PublicProfileOutput
 from apps.users.services import token_create, user_create, user_update_profile
 
 
@@ -96,20 +97,14 @@ class OwnProfileApi(APIView):
 class PublicProfileApi(APIView):
     permission_classes = [AllowAny]
 
-    class PublicProfileOutput(serializers.ModelSerializer[User]):
-        class Meta:
-            model = User
-            fields = ["id", "username", "display_name", "date_joined"]
-            read_only_fields = fields
-
     @extend_schema(
         responses={200: PublicProfileOutput, **error_responses(404)},
         parameters=[id_path_parameter("user_id")],
         operation_id="users_public_retrieve",
     )
     def get(self, request: Request, user_id: int) -> HttpResponse | Response:
-        # The ETag is stored with the cached document, so a revalidation that hits the
-        # cache is answered without touching the database.
+        # The document is PublicProfileOutput's, made when the cache is filled; its ETag
+        # is stored with it, so a revalidation that hits the cache reads no database.
         profile = user_profile_get_cached(user_id=user_id)
         headers = {"ETag": profile.etag, "Cache-Control": shared_cache_control()}
         if profile.etag in if_none_match(request):

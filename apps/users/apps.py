@@ -1,3 +1,5 @@
+"""The users app; its signals only flush the cached profile, connected once when ready."""
+
 from django.apps import AppConfig
 from django.db.models.signals import post_delete, post_save
 

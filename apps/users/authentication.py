@@ -22,7 +22,7 @@ class TokenAuthentication(authentication.TokenAuthentication):
         DRF reads the header through ``request.headers``, a mapping built from all of
         the request's META; an anonymous request need not pay for it.
         """
-        if "HTTP_AUTHORIZATION" not in request._request.META:
+        if "HTTP_AUTHORIZATION" not in request.META:
             return None
         return super().authenticate(request)
 
@@ -42,7 +42,7 @@ class SessionAuthentication(authentication.SessionAuthentication):
 
     def authenticate(self, request: Request) -> tuple[Any, None] | None:
         """Return None at once for a request without a session cookie."""
-        if settings.SESSION_COOKIE_NAME not in request._request.COOKIES:
+        if settings.SESSION_COOKIE_NAME not in request.COOKIES:
             return None
         return super().authenticate(request)
 

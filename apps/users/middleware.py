@@ -1,4 +1,4 @@
-"""Record when an authenticated user was last seen."""
+"""The middleware that records when an authenticated user was last seen."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 from django.utils import timezone
-from django.utils.functional import SimpleLazyObject, empty
+from django.utils.functional import SimpleLazyObject
 
 from apps.users.services import user_touch_last_active
 
@@ -18,7 +18,8 @@ class LastActiveMiddleware:
     Runs after the response is built, so a user authenticated by the API's token scheme
     (set on the request by DRF) counts as well as a session user. The in-memory check
     on the loaded user skips the UPDATE entirely for anyone seen recently. A request
-    whose user was never loaded (no view asked who it is) is not counted.
+    without a session cookie is anonymous unless a scheme authenticated it, so its lazy
+    session user is never loaded here.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
@@ -26,10 +27,14 @@ class LastActiveMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
-        user = request.__dict__.get("user")
-        # A user nobody looked at is not loaded here: that would read the session (and
-        # mark the response `Vary: Cookie`) on every request, for health checks too.
-        if isinstance(user, SimpleLazyObject) and user._wrapped is empty:
+        user = getattr(request, "user", None)
+        # Django's lazy session user (DRF replaces it with the user a scheme found):
+        # without the cookie it is anonymous, and loading it would read the session store
+        # and mark the response `Vary: Cookie`, for health checks too.
+        if (
+            isinstance(user, SimpleLazyObject)
+            and settings.SESSION_COOKIE_NAME not in request.COOKIES
+        ):
             return response
         if user is not None and user.is_authenticated and response.status_code < 500:
             last = getattr(user, "last_active", None)

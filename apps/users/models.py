@@ -19,7 +19,13 @@ class UserQuerySet(InvalidatingQuerySet["User"]):
     """Users; bulk writes to what a public profile shows invalidate its cached copy."""
 
     cache_kind = "user"
-    cached_fields = frozenset({"id", "username", "display_name", "date_joined", "is_active"})
+
+    # A property over the base's class attribute (hence the ignore: mypy refuses a
+    # read-only property there), so that it is read per write and follows the model.
+    @property
+    def cached_fields(self) -> frozenset[str]:  # type: ignore[override]
+        """Return the fields whose change flushes a cached public profile."""
+        return self.model.public_profile_depends_on()
 
 
 class UserManager(DjangoUserManager["User"]):
@@ -38,6 +44,15 @@ class User(ExportModelOperationsMixin("user"), AbstractUser):  # type: ignore[mi
 
     objects: ClassVar[UserManager] = UserManager()
 
+    # What a public profile shows, in order. Its API schema, its cached document (and
+    # the cache's schema version) and which writes flush it are all read from here.
+    PUBLIC_PROFILE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "id",
+        "username",
+        "display_name",
+        "date_joined",
+    )
+
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
         constraints = [
@@ -50,6 +65,14 @@ class User(ExportModelOperationsMixin("user"), AbstractUser):  # type: ignore[mi
 
     def __str__(self) -> str:
         return self.username
+
+    @classmethod
+    def public_profile_depends_on(cls) -> frozenset[str]:
+        """Return the fields whose change flushes a cached public profile.
+
+        The fields it shows, and ``is_active``: only an active user has a public profile.
+        """
+        return frozenset({*cls.PUBLIC_PROFILE_FIELDS, "is_active"})
 
 
 class AuthToken(models.Model):

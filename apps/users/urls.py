@@ -1,3 +1,5 @@
+"""Routes of the users API: sign-up, own and public profiles, token login."""
+
 from django.urls import path
 
 from apps.users import apis

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from django.contrib.auth.hashers import get_hasher, identify_hasher
 from django.utils import timezone
+from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
 from apps.users.models import AuthToken, User
+from apps.users.serializers import PublicProfileOutput
 from tests.factories import PASSWORD, UserFactory
 
 SIGNUP_URL = "/api/v1/users"
@@ -387,6 +389,13 @@ def test_public_profile_shows_only_public_fields(api_client, user):
         "date_joined": _iso(user.date_joined),
     }
     assert user.email not in response.content.decode()
+
+
+def test_public_profile_is_its_output_serializers_rendering(api_client, user):
+    response = api_client.get(_public_url(user.pk))
+
+    assert response.content == JSONRenderer().render(PublicProfileOutput(user).data)
+    assert response["Content-Type"] == "application/json"
 
 
 def test_public_profile_is_cacheable_by_clients(api_client, user):

@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from dataclasses import replace
+from functools import partial
 from typing import Any, cast
 
 import pytest
@@ -16,13 +17,19 @@ from prometheus_client import REGISTRY
 from redis import Redis
 
 from apps.core.cache import TieredCache, redis_client, use_tiered_cache
-from apps.users.cache import user_cache_key, user_profile_get_cached
+from apps.users.cache import (
+    USER_CACHE_KIND,
+    user_cache_key,
+    user_profile_cache_document,
+    user_profile_get_cached,
+)
 from apps.users.models import User
 from apps.users.selectors import user_public_profile
 from apps.users.services import user_touch_last_active, user_update_profile
 from deploy.local.servers import Servers
-from tests.core.cache.nodes import TEST_CONFIG, listening, node_factory
+from tests.core.cache.nodes import TEST_CONFIG, listening
 from tests.factories import UserFactory
+from tests.users.nodes import watched, watched_l1
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,41 +38,31 @@ def _user(**fields: Any) -> User:
     return cast(User, UserFactory(**fields))
 
 
-@pytest.fixture
-def make_node():
-    """Return a factory of tiered caches with their own L1, closed after the test."""
-    yield from node_factory()
-
-
-@pytest.fixture
-def here(make_node):
-    """Return this process's tiered cache: a fresh one, installed as the default."""
-    node = listening(make_node())
-    with use_tiered_cache(node):
-        yield node
-
-
-@pytest.fixture
-def there(make_node):
-    """Return another process's tiered cache (its own L1 and subscription)."""
-    return listening(make_node())
-
-
 def _read(node: TieredCache, user_id: int):
-    value = node.get(user_cache_key(user_id), lambda: _primary_profile(user_id), ttl=3600)
-    return None if value is None else value.data
+    """Return the profile ``node`` reads through, filling as the app fills."""
+    value = node.get(user_cache_key(user_id), lambda: _primary_document(user_id), ttl=3600)
+    return None if value is None else value.data["profile"]
 
 
 def _primary_profile(user_id: int):
     return user_public_profile(user_id=user_id, using="default")
 
 
-def _wait_for(check, timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        time.sleep(0.005)
+def _primary_document(user_id: int):
+    profile = _primary_profile(user_id)
+    return None if profile is None else user_profile_cache_document(profile)
+
+
+@pytest.fixture
+def in_redis(make_node):
+    """Return a tiered cache without L1: what it reads is what Redis holds."""
+    return make_node(l1_max_entries=0)
+
+
+def _stored(in_redis: TieredCache, user_id: int):
+    """Return the document Redis holds for the user."""
+    value = in_redis.get(user_cache_key(user_id), lambda: None, ttl=3600)
+    return None if value is None else value.data
 
 
 def test_user_cache_key_is_user_and_id():
@@ -81,13 +78,15 @@ def test_committed_update_is_read_fresh_in_every_process(here, there):
     user_update_profile(user=user, display_name="After")
 
     assert _read(here, user.pk)["display_name"] == "After"
-    _wait_for(lambda: user_cache_key(user.pk) not in there.l1, timeout=1.0)
+    watched_l1(there).wait_dropped(user_cache_key(user.pk))
     assert _read(there, user.pk)["display_name"] == "After"
 
 
 def test_rolled_back_update_invalidates_nothing(here, there):
     user = _user(display_name="Kept")
+    marker = _user()
     cached = _read(there, user.pk)
+    _read(there, marker.pk)
     assert here.client is not None
     stored = here.client.get(here.redis_key(user_cache_key(user.pk)))
     last_invalidation = here.client.get(here.redis_key(user_cache_key(user.pk)) + ":inv")
@@ -95,7 +94,10 @@ def test_rolled_back_update_invalidates_nothing(here, there):
     with pytest.raises(RuntimeError, match="roll back"):
         _update_then_fail(user, "Never")
 
-    time.sleep(0.05)  # room for a (wrong) invalidation message to arrive
+    # Messages arrive in the order Redis published them: once a later one is here, a
+    # (wrong) invalidation sent by the rollback would have arrived too.
+    here.invalidate(USER_CACHE_KIND, [marker.pk])
+    watched_l1(there).wait_dropped(user_cache_key(marker.pk))
     assert there.l1.get(user_cache_key(user.pk)) is not None
     assert here.client.get(here.redis_key(user_cache_key(user.pk))) == stored
     assert here.client.get(here.redis_key(user_cache_key(user.pk)) + ":inv") == last_invalidation
@@ -153,7 +155,7 @@ def test_bulk_writes_invalidate_the_cached_profile(here, there, write):
 
     expected = _primary_profile(user.pk)
     assert _read(here, user.pk) == expected
-    _wait_for(lambda: user_cache_key(user.pk) not in there.l1, timeout=1.0)
+    watched_l1(there).wait_dropped(user_cache_key(user.pk))
     assert _read(there, user.pk) == expected
     assert expected is None or expected["display_name"] == "Bulk"
     assert user_cache_key(other.pk) in there.l1
@@ -164,7 +166,7 @@ def _renamed(user: User, name: str) -> User:
     return user
 
 
-def test_stale_write_back_loses_in_randomized_interleavings(make_node, here):
+def test_stale_write_back_loses_in_randomized_interleavings(make_node, in_redis, here):
     """Readers pause after their database read while writers commit; the cache ends fresh.
 
     Each round draws a schedule of reader starts (each reads the database and pauses),
@@ -172,7 +174,7 @@ def test_stale_write_back_loses_in_randomized_interleavings(make_node, here):
     """
     rng = random.Random(20261129)
     user = _user(display_name="v0")
-    readers = [make_node() for _ in range(3)]
+    readers = [watched(make_node()) for _ in range(3)]
     assert here.client is not None
     rejected_before = REGISTRY.get_sample_value("cache_fills_rejected_total") or 0.0
     for round_number in range(400):
@@ -180,14 +182,21 @@ def test_stale_write_back_loses_in_randomized_interleavings(make_node, here):
         _play(schedule, user, readers, round_number)
 
         fresh = _primary_profile(user.pk)
-        stored = here._read_redis(here.client, user_cache_key(user.pk))
-        assert stored is None or stored.data == fresh, (
+        stored = _stored(in_redis, user.pk)
+        assert stored is None or stored["profile"] == fresh, (
             f"round {round_number}: Redis holds a stale profile after {schedule}"
         )
         for node in readers:
-            _wait_for(lambda n=node, f=fresh: _read(n, user.pk) == f, timeout=1.0)
+            # Each L1 ends empty or fresh once the round's invalidations have arrived.
+            watched_l1(node).wait_until(partial(_l1_is_empty_or, node, user.pk, fresh))
+            assert _read(node, user.pk) == fresh
     # The schedules did produce fills computed before a commit, and those were refused.
     assert (REGISTRY.get_sample_value("cache_fills_rejected_total") or 0.0) > rejected_before
+
+
+def _l1_is_empty_or(node: TieredCache, user_id: int, expected: Any) -> bool:
+    held = node.l1.get(user_cache_key(user_id))
+    return held is None or held.data["profile"] == expected
 
 
 def _draw_schedule(rng: random.Random) -> list[tuple[str, int]]:
@@ -210,7 +219,7 @@ def _play(
 
     def reader(index: int) -> None:
         def load() -> Any:
-            row = _primary_profile(user.pk)
+            row = _primary_document(user.pk)
             paused[index].set()
             release[index].wait(5)
             return row
@@ -322,3 +331,118 @@ def test_redis_client_is_the_pooled_django_redis_client():
 
     assert client is not None
     assert client.ping()
+
+
+# --- The profile's shape: declared once, versioned ------------------------------------
+
+
+@pytest.fixture
+def with_first_name(monkeypatch):
+    """Add ``first_name`` to the public profile's declaration, as a deploy would."""
+    fields = (*User.PUBLIC_PROFILE_FIELDS, "first_name")
+    monkeypatch.setattr(User, "PUBLIC_PROFILE_FIELDS", fields)
+    return fields
+
+
+def _schema_profile(client) -> dict[str, Any]:
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    return cast(dict[str, Any], schema["components"]["schemas"]["PublicProfileOutput"])
+
+
+def test_a_field_added_to_the_declaration_is_documented_cached_and_served(
+    here, in_redis, api_client, client, with_first_name
+):
+    user = _user(first_name="Ada")
+
+    response = api_client.get(f"/api/v1/users/{user.pk}")
+
+    assert list(_schema_profile(client)["properties"]) == list(with_first_name)
+    assert list(response.json()) == list(with_first_name)
+    assert response.json()["first_name"] == "Ada"
+    assert _stored(in_redis, user.pk)["profile"] == response.json()
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(
+            lambda u: _renamed_first(u, "Grace").save(update_fields=["first_name"]), id="save"
+        ),
+        pytest.param(
+            lambda u: User.objects.filter(pk=u.pk).update(first_name="Grace"), id="update"
+        ),
+    ],
+)
+def test_a_field_added_to_the_declaration_flushes_the_profile_when_written(
+    here, api_client, with_first_name, write
+):
+    user = _user(first_name="Ada")
+    assert api_client.get(f"/api/v1/users/{user.pk}").json()["first_name"] == "Ada"
+
+    write(user)
+
+    assert api_client.get(f"/api/v1/users/{user.pk}").json()["first_name"] == "Grace"
+
+
+def test_a_field_not_declared_is_not_shown_and_its_writes_flush_nothing(here, api_client):
+    user = _user(first_name="Ada")
+    assert "first_name" not in api_client.get(f"/api/v1/users/{user.pk}").json()
+    assert here.client is not None
+    key = here.redis_key(user_cache_key(user.pk))
+    last_invalidation = here.client.get(key + ":inv")
+
+    User.objects.filter(pk=user.pk).update(first_name="Grace")
+    _renamed_first(user, "Alan").save(update_fields=["first_name"])
+
+    assert here.client.exists(key) == 1
+    assert here.client.get(key + ":inv") == last_invalidation
+
+
+def _renamed_first(user: User, name: str) -> User:
+    user.first_name = name
+    return user
+
+
+def test_profile_cached_by_code_of_another_shape_is_never_served_nor_its_etag_matched(
+    here, in_redis, api_client, monkeypatch
+):
+    user = _user(first_name="Ada")
+    old = api_client.get(f"/api/v1/users/{user.pk}")
+    old_version = _stored(in_redis, user.pk)["version"]
+    monkeypatch.setattr(User, "PUBLIC_PROFILE_FIELDS", (*User.PUBLIC_PROFILE_FIELDS, "first_name"))
+
+    new = api_client.get(f"/api/v1/users/{user.pk}", HTTP_IF_NONE_MATCH=old["ETag"])
+
+    assert new.status_code == 200
+    assert new.json() == {**old.json(), "first_name": "Ada"}
+    assert new["ETag"] != old["ETag"]
+    stored = _stored(in_redis, user.pk)
+    assert stored["version"] != old_version
+    assert stored["profile"] == new.json()
+    # And back: the documents of the newer shape are not served to the older code.
+    monkeypatch.undo()
+    assert api_client.get(f"/api/v1/users/{user.pk}").content == old.content
+
+
+def test_profile_cached_without_a_version_is_replaced_on_read(here, in_redis, api_client):
+    user = _user(display_name="Fresh")
+    key = user_cache_key(user.pk)
+    in_redis.get(key, lambda: {"id": user.pk, "username": "old-shape"}, ttl=3600)
+
+    response = api_client.get(f"/api/v1/users/{user.pk}")
+
+    assert response.json() == _primary_profile(user.pk)
+    assert _stored(in_redis, user.pk)["profile"] == response.json()
+
+
+def test_invalidating_user_id_drops_the_profile_whatever_its_version(
+    here, there, in_redis, api_client
+):
+    user = _user()
+    api_client.get(f"/api/v1/users/{user.pk}")
+    _read(there, user.pk)
+
+    here.invalidate(USER_CACHE_KIND, [user.pk])
+
+    watched_l1(there).wait_dropped(user_cache_key(user.pk))
+    assert _stored(in_redis, user.pk) is None

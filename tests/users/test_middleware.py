@@ -119,14 +119,21 @@ def test_request_with_an_invalid_token_writes_nothing(api_client, user):
     assert _last_active(user) is None
 
 
-def test_request_whose_user_no_view_loaded_neither_reads_the_session_nor_writes(client, user):
-    client.force_login(user)
-
+def test_request_without_a_session_cookie_neither_reads_the_session_nor_writes(client, user):
     with CaptureQueriesContext(connection) as captured:
         response = client.get("/healthz")
 
     assert response.status_code == 200
-    # Loading the user would read the session row and mark the response Vary: Cookie.
+    # Loading the user would read the session store and mark the response Vary: Cookie.
     assert captured.captured_queries == []
     assert not response.has_header("Vary")
     assert _last_active(user) is None
+
+
+def test_session_user_counts_as_active_where_no_view_asked_who_it_is(client, user):
+    client.force_login(user)
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert _last_active(user) is not None

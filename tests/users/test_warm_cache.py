@@ -16,7 +16,12 @@ from redis import Redis
 
 from apps.core.cache import TieredCache, redis_client, use_tiered_cache
 from apps.core.cache.warm import Warmer
-from apps.users.cache import user_cache_key
+from apps.users.cache import (
+    USER_CACHE_KIND,
+    user_cache_key,
+    user_profile_cache_document,
+    user_profile_get_cached,
+)
 from apps.users.models import User
 from apps.users.selectors import user_public_profile
 from apps.users.services import user_update_profile
@@ -64,9 +69,14 @@ def _users(count: int) -> list[User]:
 
 
 def _cached(node: TieredCache, user_id: int):
-    assert node.client is not None
-    value = node._read_redis(node.client, user_cache_key(user_id))
+    """Return the document Redis holds (the node's L1 is unused: it does not listen)."""
+    value = node.get(user_cache_key(user_id), lambda: None, ttl=3600)
     return None if value is None else value.data
+
+
+def _document(user_id: int):
+    profile = user_public_profile(user_id=user_id)
+    return None if profile is None else user_profile_cache_document(profile)
 
 
 def _warm(*args: str) -> str:
@@ -87,7 +97,23 @@ def test_warm_cache_uses_one_query_and_one_pipeline_per_batch(counted):
     assert "warmed 25 profiles" in output
     assert "25 stored, 0 already cached, 0 changed meanwhile" in output
     for user in users:
-        assert _cached(counted, user.pk) == user_public_profile(user_id=user.pk)
+        assert _cached(counted, user.pk) == _document(user.pk)
+
+
+def test_warmed_profile_is_served_byte_for_byte_as_a_cold_read_serves_it(counted, api_client):
+    (user,) = _users(1)
+    _warm("--limit", "1")
+
+    with CaptureQueriesContext(connection) as queries:
+        warmed = api_client.get(f"/api/v1/users/{user.pk}")
+    assert queries.captured_queries == []  # answered from what the warm stored
+    counted.invalidate(USER_CACHE_KIND, [user.pk])
+    cold = api_client.get(f"/api/v1/users/{user.pk}")
+
+    assert warmed.status_code == cold.status_code == 200
+    assert warmed.content == cold.content
+    assert warmed["ETag"] == cold["ETag"]
+    assert json.loads(warmed.content) == user_public_profile(user_id=user.pk)
 
 
 def test_warm_cache_loads_the_most_recently_active_users_first(counted):
@@ -124,21 +150,16 @@ def test_warm_cache_never_overwrites_a_newer_cached_value(counted):
 
 def test_warm_refuses_rows_read_before_an_invalidation(counted):
     (user,) = _users(1)
-    warmer = Warmer(counted, kind="user", ttl=3600)
+    warmer = Warmer(counted, kind=USER_CACHE_KIND, ttl=3600)
     warmer.begin()
-    row = user_public_profile(user_id=user.pk)  # the batch's read...
+    document = _document(user.pk)  # the batch's read...
     user_update_profile(user=user, display_name="Newer")  # ...then a commit and its flush
 
-    warmer.store([(user.pk, row)])
+    warmer.store([(user.pk, document)])
 
     assert warmer.stats.refused == 1
     assert _cached(counted, user.pk) is None
-    assert (
-        counted.get(
-            user_cache_key(user.pk), lambda: user_public_profile(user_id=user.pk), ttl=60
-        ).data["display_name"]
-        == "Newer"
-    )
+    assert user_profile_get_cached(user_id=user.pk).data["display_name"] == "Newer"
 
 
 def test_warm_cache_dry_run_writes_nothing(counted):
@@ -162,13 +183,9 @@ def test_invalidation_message_has_the_contract_shape(counted):
     assert counted.client is not None
     pubsub = counted.client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe("cache:invalidate")
-    pubsub.get_message(timeout=1)
-    counted.invalidate("user", [7])
-    message = None
-    for _ in range(20):
-        message = pubsub.get_message(timeout=0.1)
-        if message:
-            break
+    pubsub.get_message(timeout=1)  # the subscription's confirmation, ignored
+    counted.invalidate(USER_CACHE_KIND, [7])
+    message = pubsub.get_message(timeout=2)
     pubsub.close()
 
     assert message is not None

@@ -91,7 +91,7 @@ def test_profile_cache_refills_from_the_primary_while_replay_is_paused(
         other_process = make_node()
         stored = other_process.get(user_cache_key(user.pk), _no_database, ttl=3600)
         assert stored is not None
-        assert stored.data["display_name"] == "After"
+        assert stored.data["profile"]["display_name"] == "After"
         with routing_scope():
             assert user_profile_get_cached(user_id=user.pk).data["display_name"] == "After"
 
@@ -108,7 +108,7 @@ def test_profile_cache_refills_from_the_primary_while_replay_is_paused(
         assert User.objects.get(pk=user.pk).display_name == "After"
     stored = make_node().get(user_cache_key(user.pk), _no_database, ttl=3600)
     assert stored is not None
-    assert stored.data["display_name"] == "After"
+    assert stored.data["profile"]["display_name"] == "After"
 
 
 def test_a_fill_racing_a_paused_replica_never_caches_the_replicas_old_row(replica, here, user):
@@ -128,4 +128,4 @@ def test_a_fill_racing_a_paused_replica_never_caches_the_replicas_old_row(replic
     replicated(ALIAS, "replay resuming")
     stored = here.get(user_cache_key(user.pk), _no_database, ttl=3600)
     assert stored is not None
-    assert stored.data["display_name"] == "New"
+    assert stored.data["profile"]["display_name"] == "New"

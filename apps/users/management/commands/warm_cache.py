@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from apps.core.cache import tiered_cache
 from apps.core.cache.warm import Warmer
-from apps.users.cache import USER_CACHE_KIND
+from apps.users.cache import USER_CACHE_KIND, user_profile_cache_document
 from apps.users.selectors import user_public_profiles_recent
 
 
@@ -46,16 +46,16 @@ class Command(BaseCommand):
             total=limit, unit="user", disable=not self.stdout.isatty(), leave=False
         ) as progress:
             while read < limit:
-                rows = user_public_profiles_recent(
+                profiles = user_public_profiles_recent(
                     offset=read,
                     limit=min(batch_size, limit - read),
                     using=settings.CACHE_FILL_DATABASE,
                 )
                 if warmer is not None:
-                    warmer.store((row["id"], row) for row in rows)
-                read += len(rows)
-                progress.update(len(rows))
-                if len(rows) < batch_size:
+                    warmer.store((p["id"], user_profile_cache_document(p)) for p in profiles)
+                read += len(profiles)
+                progress.update(len(profiles))
+                if len(profiles) < batch_size:
                     break
         self._summary(read, time.perf_counter() - started, warmer)
 
