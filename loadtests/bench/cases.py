@@ -15,16 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from loadtests.bench import replicas
-from loadtests.bench.targets import TARGETS, Site
-
-
-@dataclass(frozen=True)
-class Request:
-    """What wrk sends for a case: a path and extra headers."""
-
-    path: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-
+from loadtests.bench.site import Request, Site
+from loadtests.bench.targets import TARGETS
 
 Setup = Callable[[Site, Request], Request]
 

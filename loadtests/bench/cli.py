@@ -24,7 +24,8 @@ from loadtests.bench.options import BenchOptions, parse_options
 from loadtests.bench.report import as_json, case_line, header, name_width
 from loadtests.bench.runner import CaseResult, measure, prepare_case
 from loadtests.bench.sections import SECTIONS
-from loadtests.bench.targets import TARGETS, Site, base_environment
+from loadtests.bench.site import Site, base_environment
+from loadtests.bench.targets import TARGETS
 from loadtests.bench.wrk import WrkSettings, find_wrk
 from tests.servers import ServerError
 

@@ -38,7 +38,7 @@ from typing import Any
 from loadtests.bench import cpu
 from loadtests.bench.errors import BenchError
 from loadtests.bench.gunicorn import GunicornServer, start_gunicorn
-from loadtests.bench.targets import BASE_DIR, base_environment, manage
+from loadtests.bench.site import BASE_DIR, base_environment, manage
 from loadtests.bench.wrk import WrkResult, find_wrk, parse_wrk
 
 SCRIPT = Path(__file__).with_name("orders.lua")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadtests.bench.errors import BenchError
-from loadtests.bench.targets import BASE_DIR
+from loadtests.bench.site import BASE_DIR
 from tests.servers import ServerError, free_port, wait_until
 
 HOST = "127.0.0.1"

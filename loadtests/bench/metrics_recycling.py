@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from loadtests.bench.errors import BenchError
-from loadtests.bench.targets import BASE_DIR, base_environment
+from loadtests.bench.site import BASE_DIR, base_environment
 from tests.servers import free_port, port_open, wait_until
 
 HOST = "127.0.0.1"

@@ -37,10 +37,10 @@ import redis
 
 from loadtests.bench import placement
 from loadtests.bench.errors import BenchError
+from loadtests.bench.gunicorn import start_gunicorn
+from loadtests.bench.site import base_environment, prepare_django
 from tests.servers import Servers
 
-# targets.py registers this module's target, and gunicorn.py imports targets.py: both
-# are imported inside the functions that need them.
 HOST = "127.0.0.1"
 
 PEER_SETTINGS = "loadtests.bench.peer_settings"
@@ -127,9 +127,7 @@ def prepare_peers(workdir: Path, *, limit: int) -> dict[str, str]:
     """Return the environment of a peer server without its Redis: production mode on a
     private migrated SQLite file, ``limit`` per 60 s for every limiter.
     """
-    from loadtests.bench.targets import _prepare_django
-
-    overrides = _prepare_django(workdir)
+    overrides = prepare_django(workdir)
     overrides["DJANGO_SETTINGS_MODULE"] = PEER_SETTINGS
     overrides["BENCH_RATELIMIT_LIMIT"] = str(limit)
     # The profile cache and the lifted API policy are not what this section measures.
@@ -258,9 +256,6 @@ def measure_peers(scenario: Scenario) -> tuple[Latencies, list[BurstResult]]:
 
     Every server is stopped and the private directory removed, whatever happens.
     """
-    from loadtests.bench.gunicorn import start_gunicorn
-    from loadtests.bench.targets import base_environment
-
     with tempfile.TemporaryDirectory(prefix="highscale-bench-ratelimit-") as tmp:
         workdir = Path(tmp)
         servers = Servers(root=workdir / "servers")

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from loadtests.bench.cases import Case
 from loadtests.bench.errors import BenchError
-from loadtests.bench.targets import Site
+from loadtests.bench.site import Site
 from loadtests.bench.wrk import WrkResult, WrkSettings, run_wrk
 
 
