@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadtests.bench import ratelimit, replicas
-from loadtests.bench.site import prepare_django
+from loadtests.bench.site import base_environment, manage, prepare_django, production_settings
+
+PLAIN_DJANGO = "loadtests.bench.django_wsgi:application"
+TEXTBOOK_SETTINGS = "loadtests.bench.textbook_settings"
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,8 @@ class Target:
     app: str
     ready_path: str
     prepare: Callable[[Path], dict[str, str]]
+    # Served on deploy/gunicorn.conf.py (its hooks and settings) instead of bare flags.
+    deploy_config: bool = False
 
 
 def _prepare_nothing(workdir: Path) -> dict[str, str]:
@@ -40,21 +45,56 @@ def _prepare_profile(*, redis: bool, l1: bool) -> Callable[[Path], dict[str, str
         overrides["RATELIMIT_OVERRIDES"] = "api=1000000000/60"
         overrides["CACHE_L1_MAX_ENTRIES"] = "10000" if l1 else "0"
         if redis:
-            from tests.servers import Servers
-
-            servers = Servers(root=workdir / "servers")
-            (workdir / "servers").mkdir()
-            atexit.register(servers.stop)
-            overrides["REDIS_URL"] = servers.start_redis()
+            overrides["REDIS_URL"] = _private_redis(workdir)
         return overrides
 
     return prepare
+
+
+def _private_redis(workdir: Path) -> str:
+    """Start a Redis of the target's own, stopped when the bench exits; return its URL."""
+    from tests.servers import Servers
+
+    servers = Servers(root=workdir / "servers")
+    (workdir / "servers").mkdir()
+    atexit.register(servers.stop)
+    return servers.start_redis()
+
+
+def deploy_config_environment(workdir: Path) -> dict[str, str]:
+    """Return what deploy/gunicorn.conf.py needs from a bench server: a metrics directory
+    of its own, and recycling off (a recycle costs a Django start-up, which at bench
+    rates would land every few seconds; the metrics section measures recycling).
+    """
+    return {"PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"), "GUNICORN_MAX_REQUESTS": "0"}
+
+
+def _prepare_profile_ours(workdir: Path) -> dict[str, str]:
+    """Prepare highscale's cached profile read as deployed: L1 and Redis, limits lifted."""
+    return _prepare_profile(redis=True, l1=True)(workdir) | deploy_config_environment(workdir)
+
+
+def prepare_textbook(workdir: Path, redis_url: str | None = None) -> dict[str, str]:
+    """Prepare the textbook peer (loadtests.bench.textbook_settings) on a private SQLite
+    file, migrated, with ``redis_url`` or else a private Redis; its limit lifted unless
+    BENCH_TEXTBOOK_RATE says otherwise.
+    """
+    overrides = production_settings(TEXTBOOK_SETTINGS) | {
+        "SQLITE_PATH": str(workdir / "textbook.sqlite3"),
+    }
+    manage(base_environment() | overrides, "migrate", "--noinput")
+    overrides["REDIS_URL"] = redis_url or _private_redis(workdir)
+    return overrides | deploy_config_environment(workdir)
 
 
 TARGETS: dict[str, Target] = {
     target.name: target
     for target in (
         Target("bare", "loadtests.bench.bare_wsgi:application", "/", _prepare_nothing),
+        # The cached profile read against the textbook peer: both behind Django's own
+        # handler on the deployed gunicorn config.
+        Target("profile-ours", PLAIN_DJANGO, "/healthz", _prepare_profile_ours, deploy_config=True),
+        Target("profile-textbook", PLAIN_DJANGO, "/healthz", prepare_textbook, deploy_config=True),
         Target("django", "config.wsgi:application", "/healthz", prepare_django),
         # The same app without the metrics and access-log middleware, for their overhead.
         Target(

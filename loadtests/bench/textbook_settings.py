@@ -38,8 +38,9 @@ MIDDLEWARE = [
 # DRF's defaults, JSON only (as highscale in production).
 REST_FRAMEWORK = {  # noqa: F811  # replaces the base's on purpose
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first: an API client without credentials is told how to authenticate (401).
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
