@@ -90,7 +90,8 @@ def parse_options(argv: Sequence[str] | None = None, sections: Sequence[str] = (
     parser.add_argument(
         "--only",
         metavar="NAME",
-        help="run only cases whose name contains NAME (the floor always runs)",
+        help="run only cases whose name contains NAME, with the peers they are compared "
+        "with (the floor always runs)",
     )
     parser.add_argument(
         "--json",
