@@ -20,20 +20,18 @@ from types import FrameType
 from deploy.local.processes import ServerError
 from loadtests.bench.cases import FLOOR, Case, select_cases
 from loadtests.bench.errors import BenchError
-from loadtests.bench.gunicorn import start_gunicorn
 from loadtests.bench.options import BenchOptions, parse_options
-from loadtests.bench.report import as_json, case_line, header, name_width
-from loadtests.bench.runner import CaseResult, measure, prepare_case
+from loadtests.bench.report import as_json, case_line, header, name_width, peer_lines
+from loadtests.bench.runner import CaseResult, measure, prepare_case, start_sites
 from loadtests.bench.sections import SECTIONS
-from loadtests.bench.targets import TARGETS, Site, base_environment
 from loadtests.bench.wrk import WrkSettings, find_wrk
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected cases and print one line each; return the exit status."""
-    options = parse_options(argv)
+    options = parse_options(argv, sections=list(SECTIONS))
     if options.section in SECTIONS:
-        return _run_sections([options.section])
+        return _run_sections([options.section], options)
     try:
         cases = select_cases(options.only)
         wrk = find_wrk()
@@ -56,16 +54,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signal.SIGTERM
     status = _report(results, options, settings)
     if options.section is None and not options.only:
-        status = max(status, _run_sections(list(SECTIONS)))
+        status = max(status, _run_sections(list(SECTIONS), options))
     return status
 
 
-def _run_sections(names: list[str]) -> int:
+def _run_sections(names: list[str], options: BenchOptions) -> int:
     """Run the named printed sections; return 1 if any failed, else 0."""
     status = 0
     for name in names:
         try:
-            status = max(status, SECTIONS[name]())
+            status = max(status, SECTIONS[name](options))
         except (BenchError, ServerError) as exc:
             print(f"bench: section {name} FAILED: {exc}", file=sys.stderr)
             status = 1
@@ -80,7 +78,7 @@ def _run(
 ) -> list[CaseResult]:
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="highscale-bench-")))
-        sites = _start_sites(stack, [c.target for c in cases], options.workers, workdir)
+        sites = start_sites(stack, [c.target for c in cases], options.workers, workdir, _progress)
         prepared = [prepare_case(case, sites[case.target]) for case in cases]
         return measure(
             prepared,
@@ -93,33 +91,17 @@ def _run(
         )
 
 
-def _start_sites(
-    stack: contextlib.ExitStack, names: list[str], workers: int, workdir: Path
-) -> dict[str, Site]:
-    """Start one server per target (stopped when ``stack`` closes); wait until all answer."""
-    sites: dict[str, Site] = {}
-    servers = []
-    for name in dict.fromkeys(names):
-        target = TARGETS[name]
-        home = workdir / name
-        home.mkdir()
-        _progress(f"starting    {name} ({target.app})")
-        env = base_environment() | target.prepare(home)
-        server = start_gunicorn(target=name, app=target.app, workers=workers, env=env, workdir=home)
-        stack.callback(server.stop)
-        servers.append((server, target))
-        sites[name] = Site(name, server.base_url, env, home)
-    for server, target in servers:
-        server.wait_ready(target.ready_path)
-    return sites
-
-
 def _report(results: list[CaseResult], options: BenchOptions, settings: WrkSettings) -> int:
     floor_rps = next(r.requests_per_second for r in results if r.case is FLOOR)
     width = name_width(results)
     print()
     for result in results:
         print(case_line(result, floor_rps, width))
+    compared = peer_lines(results)
+    if compared:
+        print()
+        print("against the peer, same run (both on deploy/gunicorn.conf.py, recycling off):")
+        print("\n".join(compared))
     if options.json_path:
         payload = as_json(options, settings, results, floor_rps)
         options.json_path.write_text(json.dumps(payload, indent=2) + "\n")

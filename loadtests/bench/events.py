@@ -5,8 +5,13 @@ queues under a prefix of its own, all removed at the end:
 
 1. Throughput: wrk POSTs ``/api/v1/orders`` (token auth, a fresh ``Idempotency-Key`` per
    request, ``orders.lua``) to gunicorn; each order commits its outbox event and publishes
-   it with publisher confirms. Printed as a ratio to the bare WSGI floor measured in the
-   same run (goal >= 0.25). No worker runs meanwhile, so the two do not share the CPUs.
+   it with publisher confirms. Printed as a ratio to the bare WSGI floor (goal >= 0.25)
+   and to the textbook peer (goal >= 1.0), both measured in the same run, interleaved:
+   the peer (``loadtests.bench.textbook_urls``) is a DRF ``ModelSerializer`` create of
+   the order and its lines in one ``atomic()``, with DRF's token authentication, no
+   idempotency, no outbox and no rate limit, on the same database and gunicorn flags.
+   The web tier's CPU per order follows (goal <= 3 ms). No worker runs meanwhile, so
+   the two do not share the CPUs.
 2. Latency: a real Celery worker consumes while orders arrive at a steady rate; for each
    order the database holds ``created_at`` (set in the placing transaction) and
    ``updated_at`` (set by ``reserve_inventory`` in the transaction that confirms it).
@@ -38,7 +43,9 @@ from typing import Any
 from loadtests.bench import cpu
 from loadtests.bench.errors import BenchError
 from loadtests.bench.gunicorn import GunicornServer, start_gunicorn
-from loadtests.bench.targets import BASE_DIR, base_environment, manage
+from loadtests.bench.options import BenchOptions
+from loadtests.bench.site import BASE_DIR, base_environment, manage
+from loadtests.bench.targets import PLAIN_DJANGO, TEXTBOOK_SETTINGS
 from loadtests.bench.wrk import WrkResult, find_wrk, parse_wrk
 
 SCRIPT = Path(__file__).with_name("orders.lua")
@@ -49,6 +56,8 @@ ROUNDS = 2
 RATE_PER_SECOND = 50
 LATENCY_SECONDS = 10
 THROUGHPUT_GOAL = 0.25
+PEER_GOAL = 1.0
+WEB_CPU_GOAL_MS = 3.0
 P99_GOAL_SECONDS = 1.0
 SETTLE_TIMEOUT = 120.0
 # The names RabbitMQ's processes run under: the Erlang VM and its helpers.
@@ -72,10 +81,21 @@ User.objects.create_user("bench", "bench@example.com", "bench-pass-123")
 product = Product.objects.create(sku="BENCH-1", name="Bench", price="1.00", stock=10**9)
 print(product.pk, token_create(username="bench", password="bench-pass-123"))
 """
+# Run under the textbook settings: DRF's own token for the same user.
+_TEXTBOOK_SETUP = """
+from rest_framework.authtoken.models import Token
+from apps.users.models import User
+print(Token.objects.create(user=User.objects.get(username="bench")).key)
+"""
 
 
-def section() -> int:
-    """Measure and print both lines; return 0, or 1 when a measurement failed."""
+def section(options: BenchOptions | None = None) -> int:
+    """Measure and print the lines; return 0, or 1 when a measurement failed.
+
+    ``options`` sets the throughput rounds' count and length (default 2 x 5 s).
+    """
+    duration = options.duration if options else DURATION_SECONDS
+    rounds = options.rounds if options else ROUNDS
     from deploy.local.servers import Servers, broker_url_or_start
 
     with contextlib.ExitStack() as stack:
@@ -88,16 +108,27 @@ def section() -> int:
         stack.callback(_delete_queues, env)
         manage(env, "migrate", "--noinput")
         product_id, token = manage(env, "shell", "-c", _SETUP).split()[-2:]
+        textbook_env = env | {"DJANGO_SETTINGS_MODULE": TEXTBOOK_SETTINGS}
+        # The same database; only DRF's token table is added.
+        manage(textbook_env, "migrate", "--noinput")
+        peer_token = manage(textbook_env, "shell", "-c", _TEXTBOOK_SETUP).split()[-1]
 
         bare = _serve(stack, "bare", "loadtests.bench.bare_wsgi:application", env, workdir)
-        web = _serve(stack, "orders", "config.wsgi:application", env, workdir)
+        web = _serve(stack, "orders", PLAIN_DJANGO, env, workdir)
+        peer = _serve(stack, "textbook", PLAIN_DJANGO, textbook_env, workdir)
         bare.wait_ready("/")
         web.wait_ready("/healthz")
-        floor, placed = _throughput(bare, web, product_id, token)
+        peer.wait_ready("/healthz")
+        contenders = [
+            Contender("floor", bare, "/"),
+            Contender("ours", web, "/api/v1/orders", [product_id, token]),
+            Contender("peer", peer, "/api/v1/orders", [product_id, peer_token]),
+        ]
+        placements = _throughput(contenders, duration, rounds)
         _purge_queues(env)
         worker = _start_worker(stack, env, workdir)
         latencies = _latencies(web, env, product_id, token, worker)
-    return _print(floor, placed, latencies)
+    return _print(placements, latencies, (duration, rounds))
 
 
 def _environment(database_url: str, broker_url: str) -> dict[str, str]:
@@ -153,50 +184,71 @@ class OrderPlacement:
     rounds: list[WrkResult]
     cpu_seconds: dict[str, float]
 
+    @property
+    def requests_per_second(self) -> float:
+        """Return the mean req/s over the rounds."""
+        return statistics.fmean(r.requests_per_second for r in self.rounds)
+
     def cpu_ms_per_order(self) -> dict[str, float]:
         orders = sum(r.requests for r in self.rounds)
         return {name: s * 1000 / orders for name, s in self.cpu_seconds.items()}
 
 
+@dataclass(frozen=True)
+class Contender:
+    """One server of the throughput runs: a name, and what wrk sends it.
+
+    With ``script_args`` (product id, token) wrk POSTs orders through ``orders.lua``;
+    without, it GETs ``path``.
+    """
+
+    name: str
+    server: GunicornServer
+    path: str
+    script_args: list[str] | None = None
+
+
 def _throughput(
-    bare: GunicornServer, web: GunicornServer, product_id: str, token: str
-) -> tuple[list[WrkResult], OrderPlacement]:
-    """Return the floor's and order placement's wrk rounds, run alternately."""
-    runs = {"place": 0}
-    groups = {
-        "web": cpu.process_tree(web.popen.pid),
-        "PostgreSQL": cpu.named("postgres"),
-        "RabbitMQ": cpu.named(*RABBITMQ_PROCESSES),
-        "wrk": cpu.named("wrk"),
-    }
-    cpu_seconds: Counter[str] = Counter()
+    contenders: list[Contender], duration: int, rounds: int
+) -> dict[str, OrderPlacement]:
+    """Return each contender's wrk rounds and CPU, the contenders run in alternating order."""
+    runs = 0
+    placements = {c.name: OrderPlacement([], {}) for c in contenders}
+    spent: dict[str, Counter[str]] = {c.name: Counter() for c in contenders}
 
-    def place(seconds: int, *, measured: bool = True) -> WrkResult:
-        runs["place"] += 1
-        args = [product_id, token, f"k{runs['place']}"]
+    def run(contender: Contender, seconds: int, *, measured: bool = True) -> None:
+        nonlocal runs
+        runs += 1
+        args = None
+        if contender.script_args is not None:
+            args = [*contender.script_args, f"k{runs}"]
+        groups = {
+            "web": cpu.process_tree(contender.server.popen.pid),
+            "PostgreSQL": cpu.named("postgres"),
+            "RabbitMQ": cpu.named(*RABBITMQ_PROCESSES),
+            "wrk": cpu.named("wrk"),
+        }
         before = cpu.snapshot()
-        result = _wrk(web.base_url + "/api/v1/orders", seconds, args)
+        result = _wrk(contender.server.base_url + contender.path, seconds, args)
         if measured:
-            cpu_seconds.update(cpu.spent(before, cpu.snapshot(), groups))
-        return result
+            spent[contender.name].update(cpu.spent(before, cpu.snapshot(), groups))
+            placements[contender.name].rounds.append(result)
 
-    _progress("warm-up     bare WSGI floor, order placement")
-    _wrk(bare.base_url + "/", 1)
-    place(1, measured=False)
-    floor: list[WrkResult] = []
-    placed: list[WrkResult] = []
-    for number in range(1, ROUNDS + 1):
-        # Alternate which runs first, so a drift in the machine's speed hits both alike.
-        for first in (True, False) if number % 2 else (False, True):
-            if first:
-                floor.append(_wrk(bare.base_url + "/", DURATION_SECONDS))
-            else:
-                placed.append(place(DURATION_SECONDS))
+    _progress("warm-up     " + ", ".join(c.name for c in contenders))
+    for contender in contenders:
+        run(contender, 1, measured=False)
+    for number in range(1, rounds + 1):
+        # Alternate the order, so a drift in the machine's speed hits every one alike.
+        for contender in contenders if number % 2 else list(reversed(contenders)):
+            run(contender, duration)
         _progress(
-            f"round {number}/{ROUNDS}   floor {floor[-1].requests_per_second:.0f} req/s, "
-            f"orders {placed[-1].requests_per_second:.0f} req/s"
+            f"round {number}/{rounds}   "
+            + ", ".join(
+                f"{name} {p.rounds[-1].requests_per_second:.0f} req/s"
+                for name, p in placements.items()
+            )
         )
-    return floor, OrderPlacement(placed, dict(cpu_seconds))
+    return {name: OrderPlacement(p.rounds, dict(spent[name])) for name, p in placements.items()}
 
 
 def _start_worker(
@@ -337,33 +389,66 @@ def _each_queue(env: dict[str, str], method: str) -> None:
                     channel.exchange_delete(exchange)
 
 
-def _print(floor: list[WrkResult], placement: OrderPlacement, latencies: list[float]) -> int:
-    placed = placement.rounds
-    floor_rps = statistics.fmean(r.requests_per_second for r in floor)
-    placed_rps = statistics.fmean(r.requests_per_second for r in placed)
-    ratio = placed_rps / floor_rps
-    p50_ms = statistics.fmean(r.p50_ms for r in placed)
-    p99_ms = statistics.fmean(r.p99_ms for r in placed)
+def _print(
+    placements: Mapping[str, OrderPlacement], latencies: list[float], run: tuple[int, int]
+) -> int:
+    floor_rps = placements["floor"].requests_per_second
+    ours, peer = placements["ours"], placements["peer"]
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     p50, p99 = statistics.median(latencies), cuts[98]
+    duration, rounds = run
     print()
     print(f"events: POST /api/v1/orders (token, Idempotency-Key, PostgreSQL, outbox + "
           f"RabbitMQ confirms), gunicorn -w {WORKERS}, wrk -t2 -c{CONNECTIONS}, "
-          f"{ROUNDS} x {DURATION_SECONDS} s")  # fmt: skip
-    throughput_goal = "met" if ratio >= THROUGHPUT_GOAL else "MISSED"
-    latency_goal = "met" if p99 <= P99_GOAL_SECONDS else "MISSED"
-    print(f"  order placement  {placed_rps:7.0f} req/s  p50 {p50_ms:5.1f} ms  "
-          f"p99 {p99_ms:5.1f} ms  ratio {ratio:.2f} to the floor ({floor_rps:.0f} req/s)  "
-          f"goal >= {THROUGHPUT_GOAL:.2f}: {throughput_goal}")  # fmt: skip
-    cores = len(os.sched_getaffinity(0))
-    for line in cpu_lines(placement.cpu_ms_per_order(), floor_rps, cores):
+          f"{rounds} x {duration} s, interleaved with the floor and the textbook peer")  # fmt: skip
+    for line in placement_lines(ours, peer, floor_rps):
         print(line)
+    cores = len(os.sched_getaffinity(0))
+    for line in cpu_lines(ours.cpu_ms_per_order(), floor_rps, cores):
+        print(line)
+    print(web_cpu_line(ours.cpu_ms_per_order(), peer.cpu_ms_per_order()))
+    latency_goal = "met" if p99 <= P99_GOAL_SECONDS else "MISSED"
     print(f"  commit -> confirmed, {len(latencies)} orders at {RATE_PER_SECOND}/s, one worker "
           f"(prefork {WORKER_CONCURRENCY}, prefetch x{WORKER_PREFETCH_MULTIPLIER}): "
           f"p50 {p50 * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms  "
           f"p99/goal {p99 / P99_GOAL_SECONDS:.2f} (goal p99 <= {P99_GOAL_SECONDS:.0f} s: "
           f"{latency_goal})")  # fmt: skip
     return 0
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
+def placement_lines(ours: OrderPlacement, peer: OrderPlacement, floor_rps: float) -> list[str]:
+    """Return ours and the peer's orders/s, ours as a ratio to the floor and to the peer."""
+    lines = []
+    for label, placement in (("order placement, ours", ours), ("textbook peer", peer)):
+        placed = placement.rounds
+        lines.append(
+            f"  {label:<22} {placement.requests_per_second:7.0f} req/s  "
+            f"p50 {statistics.fmean(r.p50_ms for r in placed):5.1f} ms  "
+            f"p99 {statistics.fmean(r.p99_ms for r in placed):5.1f} ms  "
+            f"ratio {placement.requests_per_second / floor_rps:.2f} to the floor "
+            f"({floor_rps:.0f} req/s)"
+        )
+    to_floor = ours.requests_per_second / floor_rps
+    to_peer = ours.requests_per_second / peer.requests_per_second
+    lines += [
+        f"  ours / floor {to_floor:.2f} (goal >= {THROUGHPUT_GOAL:.2f}: "
+        f"{_verdict(to_floor >= THROUGHPUT_GOAL)}); ours / textbook peer {to_peer:.2f} "
+        f"(goal >= {PEER_GOAL:.2f}: {_verdict(to_peer >= PEER_GOAL)})",
+    ]
+    return lines
+
+
+def web_cpu_line(ours_ms: Mapping[str, float], peer_ms: Mapping[str, float]) -> str:
+    """Return the web tier's CPU per order, ours against its goal, next to the peer's."""
+    web = ours_ms.get("web", 0.0)
+    return (
+        f"  web CPU per order: ours {web:.2f} ms (goal <= {WEB_CPU_GOAL_MS:.0f} ms: "
+        f"{_verdict(web <= WEB_CPU_GOAL_MS)}), textbook peer {peer_ms.get('web', 0.0):.2f} ms"
+    )
 
 
 def cpu_lines(per_order_ms: Mapping[str, float], floor_rps: float, cores: int) -> list[str]:

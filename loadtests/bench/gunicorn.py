@@ -18,7 +18,7 @@ from pathlib import Path
 
 from deploy.local.processes import ServerError, free_port, wait_until
 from loadtests.bench.errors import BenchError
-from loadtests.bench.targets import BASE_DIR
+from loadtests.bench.site import BASE_DIR
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 60.0
@@ -78,15 +78,27 @@ class GunicornServer:
 
 
 def start_gunicorn(
-    *, target: str, app: str, workers: int, env: dict[str, str], workdir: Path
+    *,
+    target: str,
+    app: str,
+    workers: int,
+    env: dict[str, str],
+    workdir: Path,
+    config: Path | None = None,
 ) -> GunicornServer:
-    """Start gunicorn (sync workers, no access log) serving ``app`` on a free port."""
+    """Start gunicorn (sync workers, no access log) serving ``app`` on a free port.
+
+    With ``config`` (a gunicorn config file such as deploy/gunicorn.conf.py) its
+    settings and server hooks apply, except for the worker class and count, the address
+    and the log level given here.
+    """
     port = free_port()
     log_path = workdir / f"{target}.log"
     # The access log is off unless asked for; the server runs from the private
     # directory so that no ./gunicorn.conf.py is picked up.
     command = [
         sys.executable, "-m", "gunicorn",
+        *(["--config", str(config)] if config is not None else []),
         "--worker-class", "sync",
         "--workers", str(workers),
         "--bind", f"{HOST}:{port}",

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from deploy.local.processes import free_port, port_open, wait_until
 from loadtests.bench.errors import BenchError
-from loadtests.bench.targets import BASE_DIR, base_environment
+from loadtests.bench.site import BASE_DIR, base_environment
 
 HOST = "127.0.0.1"
 WORKERS = 2

@@ -7,8 +7,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadtests.bench.sections import SECTIONS
-
 
 @dataclass(frozen=True)
 class BenchOptions:
@@ -45,8 +43,10 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def parse_options(argv: Sequence[str] | None = None) -> BenchOptions:
-    """Parse the command line; exit 2 with a usage message on bad input."""
+def parse_options(argv: Sequence[str] | None = None, sections: Sequence[str] = ()) -> BenchOptions:
+    """Parse the command line, ``sections`` being the names ``--section`` accepts besides
+    ``cases``; exit 2 with a usage message on bad input.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m loadtests.bench",
         description="Throughput of each benchmark case as a ratio to a bare WSGI floor "
@@ -90,7 +90,8 @@ def parse_options(argv: Sequence[str] | None = None) -> BenchOptions:
     parser.add_argument(
         "--only",
         metavar="NAME",
-        help="run only cases whose name contains NAME (the floor always runs)",
+        help="run only cases whose name contains NAME, with the peers they are compared "
+        "with (the floor always runs)",
     )
     parser.add_argument(
         "--json",
@@ -101,8 +102,9 @@ def parse_options(argv: Sequence[str] | None = None) -> BenchOptions:
     )
     parser.add_argument(
         "--section",
-        choices=["cases", *SECTIONS],
-        help="run only the wrk cases, or only one printed section (default: all)",
+        choices=["cases", *sections],
+        help="run only the wrk cases, or only one printed section (default: all); sections "
+        "that run wrk take --duration, --rounds, --connections, --workers and --warmup",
     )
     args = parser.parse_args(argv)
     return BenchOptions(

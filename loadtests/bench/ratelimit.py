@@ -38,9 +38,10 @@ import redis
 from deploy.local.servers import Servers
 from loadtests.bench import placement
 from loadtests.bench.errors import BenchError
+from loadtests.bench.gunicorn import start_gunicorn
+from loadtests.bench.options import BenchOptions
+from loadtests.bench.site import base_environment, prepare_django
 
-# targets.py registers this module's target, and gunicorn.py imports targets.py: both
-# are imported inside the functions that need them.
 HOST = "127.0.0.1"
 
 PEER_SETTINGS = "loadtests.bench.peer_settings"
@@ -48,6 +49,8 @@ PREFIX = "/bench/ratelimit/"
 LIMIT = 100
 WINDOW = 60
 LATENCY_GOAL_MS = 0.2
+# Ours may add at most this share of the fastest peer's added p50.
+PEER_RATIO_GOAL = 0.5
 # Client keys the latency run spreads over; each sees requests/64 hits, inside its quota.
 LATENCY_KEYS = 64
 # How long before django-ratelimit's window edge the edge burst starts.
@@ -89,6 +92,10 @@ class Burst:
     across_edge: bool = False
 
 
+# Whose added p50 is set against the fastest peer's: ours on the contract's algorithm.
+OURS = ("ours", "drf-ours")
+PEERS = ("django-ratelimit", "drf-throttle")
+
 BURSTS = (
     Burst("ours: decorator, sliding window", "ours"),
     Burst("ours: DRF throttle, sliding window", "drf-ours"),
@@ -127,9 +134,7 @@ def prepare_peers(workdir: Path, *, limit: int) -> dict[str, str]:
     """Return the environment of a peer server without its Redis: production mode on a
     private migrated SQLite file, ``limit`` per 60 s for every limiter.
     """
-    from loadtests.bench.targets import _prepare_django
-
-    overrides = _prepare_django(workdir)
+    overrides = prepare_django(workdir)
     overrides["DJANGO_SETTINGS_MODULE"] = PEER_SETTINGS
     overrides["BENCH_RATELIMIT_LIMIT"] = str(limit)
     # The profile cache and the lifted API policy are not what this section measures.
@@ -258,9 +263,6 @@ def measure_peers(scenario: Scenario) -> tuple[Latencies, list[BurstResult]]:
 
     Every server is stopped and the private directory removed, whatever happens.
     """
-    from loadtests.bench.gunicorn import start_gunicorn
-    from loadtests.bench.targets import base_environment
-
     with tempfile.TemporaryDirectory(prefix="highscale-bench-ratelimit-") as tmp:
         workdir = Path(tmp)
         servers = Servers(root=workdir / "servers")
@@ -310,6 +312,36 @@ def latency_lines(latency: Mapping[str, float]) -> list[str]:
     return lines
 
 
+def section(options: BenchOptions) -> int:
+    """Measure and print the section in its own scenario (it takes no wrk option)."""
+    return run_section()
+
+
+def added_ms(latency: Mapping[str, float], path: str) -> float:
+    """Return what the view at ``path`` adds to its unlimited twin's median, in ms."""
+    baseline = next(view.baseline for view in LATENCY_VIEWS if view.path == path)
+    return latency[path] - latency[baseline or path]
+
+
+def peer_ratio_line(latency: Mapping[str, float]) -> str:
+    """Return ours' added p50 as a share of the fastest peer's, against the goal."""
+    labels = {view.path: view.label.removeprefix("+ ") for view in LATENCY_VIEWS}
+    fastest = min(PEERS, key=lambda path: added_ms(latency, path))
+    peer_added = added_ms(latency, fastest)
+    parts = []
+    for path in OURS:
+        if peer_added <= 0:
+            parts.append(f"{labels[path]} n/a")
+            continue
+        share = added_ms(latency, path) / peer_added
+        verdict = "met" if share <= PEER_RATIO_GOAL else "MISSED"
+        parts.append(f"{labels[path]} {share:.2f} ({verdict})")
+    return (
+        f"    ours / fastest peer's added p50 ({labels[fastest]}, {peer_added:+.3f} ms), "
+        f"goal <= {PEER_RATIO_GOAL}: " + "; ".join(parts)
+    )
+
+
 def run_section(scenario: Scenario | None = None, out: Callable[[str], None] = print) -> int:
     """Measure and print the section; return 0 (a failed measurement raises BenchError)."""
     scenario = scenario or Scenario()
@@ -328,11 +360,13 @@ def report(latency: Latencies, results: list[BurstResult], scenario: Scenario) -
         f"interleaved one by one, {LATENCY_KEYS} client keys (goal: ours <= {LATENCY_GOAL_MS} ms)",
         "   Redis sharing the cores with gunicorn and the client:",
         *latency_lines(latency.shared),
+        peer_ratio_line(latency.shared),
     ]
     if latency.apart is not None:
         lines += [
             "   Redis on a core of its own (pinned; gunicorn and the client on the others):",
             *latency_lines(latency.apart),
+            peer_ratio_line(latency.apart),
         ]
     lines.append(
         f"  exactness: {scenario.total} requests, one key, {scenario.clients} concurrent clients, "

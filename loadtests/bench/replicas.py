@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import atexit
 import http.client
-import secrets
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from loadtests.bench.errors import BenchError
-
-if TYPE_CHECKING:
-    from loadtests.bench.cases import Request
-    from loadtests.bench.targets import Site
+from loadtests.bench.site import (
+    BASE_DIR,
+    Request,
+    Site,
+    base_environment,
+    manage,
+    production_settings,
+)
 
 _urls: tuple[str, str] | None = None
 
@@ -48,15 +52,8 @@ def prepare(*, with_replica: bool) -> Callable[[Path], dict[str, str]]:
     """Return the preparer of a target on the shared primary, with or without the replica."""
 
     def run(workdir: Path) -> dict[str, str]:
-        from loadtests.bench.targets import base_environment, manage
-
         primary, replica = database_urls()
-        overrides = {
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DJANGO_DEBUG": "false",
-            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "LOG_LEVEL": "WARNING",
+        overrides = production_settings() | {
             "DATABASE_URL": primary,
             "RATELIMIT_OVERRIDES": "api=1000000000/60",
             "CACHE_L1_MAX_ENTRIES": "0",
@@ -88,8 +85,6 @@ def _served(site: Site, path: str, timeout: float = 30) -> None:
 
 
 def _create(site: Site, request: Request, code: str) -> Request:
-    from loadtests.bench.cases import Request
-
     object_id = int(site.manage("shell", "-c", code).strip().splitlines()[-1])
     path = request.path.format(id=object_id)
     _served(site, path)
@@ -118,11 +113,6 @@ def product_setup(site: Site, request: Request) -> Request:
 
 def router_section() -> int:
     """Run the router micro-benchmark against the shared primary and replica; return 0/1."""
-    import subprocess
-    import sys
-
-    from loadtests.bench.targets import BASE_DIR, base_environment
-
     env = base_environment() | prepare(with_replica=True)(Path())
     result = subprocess.run(
         [sys.executable, "-m", "loadtests.bench.router_micro"], cwd=BASE_DIR, env=env, check=False

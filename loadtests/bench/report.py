@@ -63,6 +63,29 @@ def case_line(result: CaseResult, floor_rps: float, width: int) -> str:
     return line
 
 
+def peer_ratios(results: list[CaseResult]) -> dict[str, float]:
+    """Return, by case name, the case's req/s over its peer's, for cases whose peer ran."""
+    by_name = {r.case.name: r for r in results}
+    ratios = {}
+    for result in results:
+        peer = by_name.get(result.case.peer or "")
+        if peer is not None and peer.requests_per_second:
+            ratios[result.case.name] = round(
+                result.requests_per_second / peer.requests_per_second, 2
+            )
+    return ratios
+
+
+def peer_lines(results: list[CaseResult]) -> list[str]:
+    """Return one line per case compared with its peer: the ratio and its goal."""
+    goals = {r.case.name: r.case.peer_goal or 0.0 for r in results}
+    lines = []
+    for name, value in peer_ratios(results).items():
+        verdict = "met" if value >= goals[name] else "MISSED"
+        lines.append(f"  {name}: {value:.2f} x its peer (goal >= {goals[name]:.2f}: {verdict})")
+    return lines
+
+
 def ratio(result: CaseResult, floor_rps: float) -> float:
     """Return the case's req/s over the floor's, rounded as it is printed."""
     return round(result.requests_per_second / floor_rps, 2) if floor_rps else 0.0
@@ -72,6 +95,7 @@ def as_json(
     options: BenchOptions, settings: WrkSettings, results: list[CaseResult], floor_rps: float
 ) -> dict[str, Any]:
     """Return the run's settings and results as plain data."""
+    against_peer = peer_ratios(results)
     return {
         "machine": {"cpu_count": cpu_count(), "cpu_model": cpu_model()},
         "settings": {
@@ -91,6 +115,9 @@ def as_json(
                 "p50_ms": round(r.p50_ms, 3),
                 "p99_ms": round(r.p99_ms, 3),
                 "ratio": ratio(r, floor_rps),
+                "peer": r.case.peer,
+                "peer_ratio": against_peer.get(r.case.name),
+                "peer_goal": r.case.peer_goal,
                 "non_2xx": r.non_2xx,
                 "socket_errors": r.socket_errors,
                 "problems": r.problems(),

@@ -7,15 +7,19 @@ every case alike instead of on whichever ran last.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from loadtests.bench.cases import Case
 from loadtests.bench.errors import BenchError
-from loadtests.bench.targets import Site
+from loadtests.bench.gunicorn import start_gunicorn
+from loadtests.bench.site import GUNICORN_CONFIG, Site, base_environment
+from loadtests.bench.targets import TARGETS
 from loadtests.bench.wrk import WrkResult, WrkSettings, run_wrk
 
 
@@ -78,6 +82,38 @@ def prepare_case(case: Case, site: Site) -> PreparedCase:
     """Run the case's setup, if any, against its started target."""
     request = case.setup(site, case.request) if case.setup else case.request
     return PreparedCase(case, site.base_url + request.path, dict(request.headers))
+
+
+def start_sites(
+    stack: contextlib.ExitStack,
+    names: list[str],
+    workers: int,
+    workdir: Path,
+    progress: Callable[[str], None],
+) -> dict[str, Site]:
+    """Start one server per target (stopped when ``stack`` closes); wait until all answer."""
+    sites: dict[str, Site] = {}
+    servers = []
+    for name in dict.fromkeys(names):
+        target = TARGETS[name]
+        home = workdir / name
+        home.mkdir()
+        progress(f"starting    {name} ({target.app})")
+        env = base_environment() | target.prepare(home)
+        server = start_gunicorn(
+            target=name,
+            app=target.app,
+            workers=workers,
+            env=env,
+            workdir=home,
+            config=GUNICORN_CONFIG if target.deploy_config else None,
+        )
+        stack.callback(server.stop)
+        servers.append((server, target))
+        sites[name] = Site(name, server.base_url, env, home)
+    for server, target in servers:
+        server.wait_ready(target.ready_path)
+    return sites
 
 
 def check_answers_2xx(prepared: PreparedCase) -> None:

@@ -8,64 +8,15 @@ numbers describe the code, not whatever the shell happened to point at.
 from __future__ import annotations
 
 import atexit
-import os
-import secrets
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from loadtests.bench import ratelimit, replicas
-from loadtests.bench.errors import BenchError
+from loadtests.bench.site import base_environment, manage, prepare_django, production_settings
 
-BASE_DIR = Path(__file__).resolve().parents[2]
-
-# Variables that would point the project at external services or another config.
-DROPPED_VARIABLES = (
-    "DATABASE_URL",
-    "DATABASE_REPLICA_URLS",
-    "REDIS_URL",
-    "CELERY_BROKER_URL",
-    "SQLITE_PATH",
-    "GUNICORN_CMD_ARGS",
-)
-
-
-def base_environment() -> dict[str, str]:
-    """Return the caller's environment without the variables in DROPPED_VARIABLES."""
-    return {k: v for k, v in os.environ.items() if k not in DROPPED_VARIABLES}
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    """Run ``manage.py`` with ``env``; return its output or raise BenchError."""
-    command = [sys.executable, str(BASE_DIR / "manage.py"), *args]
-    result = subprocess.run(
-        command,
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise BenchError(f"manage.py {' '.join(args)} failed:\n{result.stdout}")
-    return result.stdout
-
-
-@dataclass(frozen=True)
-class Site:
-    """A started target, as a case's setup sees it."""
-
-    target: str
-    base_url: str
-    env: dict[str, str]
-    workdir: Path
-
-    def manage(self, *args: str) -> str:
-        """Run ``manage.py`` against this target's database and settings."""
-        return manage(self.env, *args)
+PLAIN_DJANGO = "loadtests.bench.django_wsgi:application"
+TEXTBOOK_SETTINGS = "loadtests.bench.textbook_settings"
 
 
 @dataclass(frozen=True)
@@ -76,24 +27,12 @@ class Target:
     app: str
     ready_path: str
     prepare: Callable[[Path], dict[str, str]]
+    # Served on deploy/gunicorn.conf.py (its hooks and settings) instead of bare flags.
+    deploy_config: bool = False
 
 
 def _prepare_nothing(workdir: Path) -> dict[str, str]:
     return {}
-
-
-def _prepare_django(workdir: Path) -> dict[str, str]:
-    """Return production-mode settings on a private SQLite file, migrated."""
-    overrides = {
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SQLITE_PATH": str(workdir / "bench.sqlite3"),
-        "LOG_LEVEL": "WARNING",
-    }
-    manage(base_environment() | overrides, "migrate", "--noinput")
-    return overrides
 
 
 def _prepare_profile(*, redis: bool, l1: bool) -> Callable[[Path], dict[str, str]]:
@@ -102,32 +41,67 @@ def _prepare_profile(*, redis: bool, l1: bool) -> Callable[[Path], dict[str, str
     """
 
     def prepare(workdir: Path) -> dict[str, str]:
-        overrides = _prepare_django(workdir)
+        overrides = prepare_django(workdir)
         overrides["RATELIMIT_OVERRIDES"] = "api=1000000000/60"
         overrides["CACHE_L1_MAX_ENTRIES"] = "10000" if l1 else "0"
         if redis:
-            from deploy.local.servers import Servers
-
-            servers = Servers(root=workdir / "servers")
-            (workdir / "servers").mkdir()
-            atexit.register(servers.stop)
-            overrides["REDIS_URL"] = servers.start_redis()
+            overrides["REDIS_URL"] = _private_redis(workdir)
         return overrides
 
     return prepare
+
+
+def _private_redis(workdir: Path) -> str:
+    """Start a Redis of the target's own, stopped when the bench exits; return its URL."""
+    from deploy.local.servers import Servers
+
+    servers = Servers(root=workdir / "servers")
+    (workdir / "servers").mkdir()
+    atexit.register(servers.stop)
+    return servers.start_redis()
+
+
+def deploy_config_environment(workdir: Path) -> dict[str, str]:
+    """Return what deploy/gunicorn.conf.py needs from a bench server: a metrics directory
+    of its own, and recycling off (a recycle costs a Django start-up, which at bench
+    rates would land every few seconds; the metrics section measures recycling).
+    """
+    return {"PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"), "GUNICORN_MAX_REQUESTS": "0"}
+
+
+def _prepare_profile_ours(workdir: Path) -> dict[str, str]:
+    """Prepare highscale's cached profile read as deployed: L1 and Redis, limits lifted."""
+    return _prepare_profile(redis=True, l1=True)(workdir) | deploy_config_environment(workdir)
+
+
+def prepare_textbook(workdir: Path, redis_url: str | None = None) -> dict[str, str]:
+    """Prepare the textbook peer (loadtests.bench.textbook_settings) on a private SQLite
+    file, migrated, with ``redis_url`` or else a private Redis; its limit lifted unless
+    BENCH_TEXTBOOK_RATE says otherwise.
+    """
+    overrides = production_settings(TEXTBOOK_SETTINGS) | {
+        "SQLITE_PATH": str(workdir / "textbook.sqlite3"),
+    }
+    manage(base_environment() | overrides, "migrate", "--noinput")
+    overrides["REDIS_URL"] = redis_url or _private_redis(workdir)
+    return overrides | deploy_config_environment(workdir)
 
 
 TARGETS: dict[str, Target] = {
     target.name: target
     for target in (
         Target("bare", "loadtests.bench.bare_wsgi:application", "/", _prepare_nothing),
-        Target("django", "config.wsgi:application", "/healthz", _prepare_django),
+        # The cached profile read against the textbook peer: both behind Django's own
+        # handler on the deployed gunicorn config.
+        Target("profile-ours", PLAIN_DJANGO, "/healthz", _prepare_profile_ours, deploy_config=True),
+        Target("profile-textbook", PLAIN_DJANGO, "/healthz", prepare_textbook, deploy_config=True),
+        Target("django", "config.wsgi:application", "/healthz", prepare_django),
         # The same app without the metrics and access-log middleware, for their overhead.
         Target(
             "django-no-obs",
             "config.wsgi:application",
             "/healthz",
-            lambda workdir: _prepare_django(workdir) | {"OBSERVABILITY_MIDDLEWARE": "false"},
+            lambda workdir: prepare_django(workdir) | {"OBSERVABILITY_MIDDLEWARE": "false"},
         ),
         # The public profile read through each cache tier (see cases.py).
         Target(

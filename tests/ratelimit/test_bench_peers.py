@@ -69,4 +69,4 @@ def test_the_section_prints_each_limited_view_next_to_its_unlimited_twin(measure
 
 
 def test_make_bench_runs_the_ratelimit_section():
-    assert SECTIONS["ratelimit"] is ratelimit.run_section
+    assert SECTIONS["ratelimit"] is ratelimit.section
