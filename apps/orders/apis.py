@@ -8,7 +8,6 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.core.http.api import error_responses, id_path_parameter, request_user_id, validated
 from apps.core.http.idempotency import (
@@ -22,6 +21,7 @@ from apps.core.http.pagination import NewestFirstCursorPagination, OldestFirstCu
 from apps.orders.models import Order, OrderLine, Product
 from apps.orders.selectors import order_get, order_list, product_get, product_list
 from apps.orders.services import MAX_LINE_QUANTITY, MAX_ORDER_LINES, OrderItem, order_create
+from apps.ratelimit.views import RateLimitedApiView
 
 
 class ProductOutput(serializers.ModelSerializer[Product]):
@@ -58,7 +58,7 @@ class OrderCreateInput(serializers.Serializer[None]):
     items = serializers.ListField(child=OrderItemInput(), min_length=1, max_length=MAX_ORDER_LINES)
 
 
-class ProductListApi(APIView):
+class ProductListApi(RateLimitedApiView):
     permission_classes = [AllowAny]
     pagination_class = OldestFirstCursorPagination
 
@@ -72,7 +72,7 @@ class ProductListApi(APIView):
         return paginator.get_paginated_response(ProductOutput(page, many=True).data)
 
 
-class ProductDetailApi(APIView):
+class ProductDetailApi(RateLimitedApiView):
     permission_classes = [AllowAny]
 
     @extend_schema(
@@ -84,7 +84,7 @@ class ProductDetailApi(APIView):
         return Response(ProductOutput(product_get(product_id=product_id)).data)
 
 
-class OrdersApi(APIView):
+class OrdersApi(RateLimitedApiView):
     """List the caller's orders (GET) or place one (POST)."""
 
     permission_classes = [IsAuthenticated]
@@ -146,7 +146,7 @@ class OrdersApi(APIView):
         return Response(result.body, status=result.status, headers=headers)
 
 
-class OrderDetailApi(APIView):
+class OrderDetailApi(RateLimitedApiView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(

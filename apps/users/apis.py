@@ -9,10 +9,10 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.core.http.api import RenderedByEtag, error_responses, id_path_parameter, validated
 from apps.ratelimit.throttles import LoginRateThrottle
+from apps.ratelimit.views import RateLimitedApiView
 from apps.users.cache import user_profile_get_cached
 from apps.users.models import User
 from apps.users.serializers import PublicProfileOutput
@@ -26,7 +26,7 @@ class OwnProfileOutput(serializers.ModelSerializer[User]):
         read_only_fields = fields
 
 
-class UserSignupApi(APIView):
+class UserSignupApi(RateLimitedApiView):
     permission_classes = [AllowAny]
     authentication_classes: list[type] = []
 
@@ -46,7 +46,7 @@ class UserSignupApi(APIView):
         return Response(OwnProfileOutput(user).data, status=status.HTTP_201_CREATED)
 
 
-class TokenCreateApi(APIView):
+class TokenCreateApi(RateLimitedApiView):
     permission_classes = [AllowAny]
     authentication_classes: list[type] = []
     # Brute-force guard, per client address and username; refuses when Redis is down.
@@ -70,7 +70,7 @@ class TokenCreateApi(APIView):
         return Response({"token": token})
 
 
-class OwnProfileApi(APIView):
+class OwnProfileApi(RateLimitedApiView):
     permission_classes = [IsAuthenticated]
 
     class ProfileUpdateInput(serializers.Serializer[None]):
@@ -94,7 +94,7 @@ class OwnProfileApi(APIView):
         return Response(OwnProfileOutput(user).data)
 
 
-class PublicProfileApi(APIView):
+class PublicProfileApi(RateLimitedApiView):
     permission_classes = [AllowAny]
 
     @extend_schema(

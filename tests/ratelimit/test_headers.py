@@ -6,8 +6,11 @@ import time
 
 import pytest
 import yaml
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.test import APIClient
 
+from apps.orders.apis import OrdersApi
+from tests.factories import UserFactory
 from tests.ratelimit.sfv import parse_list
 
 PATH = "/api/v1/products"
@@ -128,3 +131,33 @@ def test_schema_documents_429_on_every_api_operation(client):
         throttled = operation["responses"]["429"]["content"]["application/json"]["schema"]
         assert throttled == {"$ref": "#/components/schemas/ErrorOutput"}, (path, method)
     assert "503" in schema["paths"]["/api/v1/auth/token"]["post"]["responses"]
+
+
+@pytest.mark.django_db
+def test_a_request_refused_as_unauthenticated_counts_and_carries_the_fields(set_policy):
+    set_policy("api", limit=2, window=60, algorithm="sliding_window", header_name="default")
+    client = APIClient()
+
+    refused = [client.get("/api/v1/users/me") for _ in range(2)]
+    limited = client.get("/api/v1/users/me")
+
+    assert [r.status_code for r in refused] == [401, 401]
+    assert [fields(r)[1][0][1]["r"] for r in refused] == [1, 0]
+    assert limited.status_code == 429
+    assert int(limited["Retry-After"]) >= 1
+
+
+@pytest.mark.django_db
+def test_the_browsable_api_counts_a_request_once(monkeypatch, set_policy):
+    set_policy("api", limit=100, window=60, algorithm="sliding_window", header_name="default")
+    # As with DJANGO_DEBUG on: its POST form checks the view's permissions again.
+    monkeypatch.setattr(OrdersApi, "renderer_classes", [JSONRenderer, BrowsableAPIRenderer])
+    client = APIClient()
+    client.force_authenticate(UserFactory())
+
+    page = client.get("/api/v1/orders", HTTP_ACCEPT="text/html")
+    after = client.get("/api/v1/orders")
+
+    assert page.status_code == 200
+    assert page["Content-Type"].startswith("text/html")
+    assert fields(after)[1][0][1]["r"] == 98
