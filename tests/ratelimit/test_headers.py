@@ -10,7 +10,6 @@ from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.test import APIClient
 
 from apps.orders.apis import OrdersApi
-from tests.factories import UserFactory
 from tests.ratelimit.sfv import parse_list
 
 PATH = "/api/v1/products"
@@ -148,15 +147,12 @@ def test_a_request_refused_as_unauthenticated_counts_and_carries_the_fields(set_
 
 
 @pytest.mark.django_db
-def test_the_browsable_api_counts_a_request_once(monkeypatch, set_policy):
+def test_the_browsable_api_counts_a_request_once(monkeypatch, set_policy, auth_client):
     set_policy("api", limit=100, window=60, algorithm="sliding_window", header_name="default")
     # As with DJANGO_DEBUG on: its POST form checks the view's permissions again.
     monkeypatch.setattr(OrdersApi, "renderer_classes", [JSONRenderer, BrowsableAPIRenderer])
-    client = APIClient()
-    client.force_authenticate(UserFactory())
-
-    page = client.get("/api/v1/orders", HTTP_ACCEPT="text/html")
-    after = client.get("/api/v1/orders")
+    page = auth_client.get("/api/v1/orders", HTTP_ACCEPT="text/html")
+    after = auth_client.get("/api/v1/orders")
 
     assert page.status_code == 200
     assert page["Content-Type"].startswith("text/html")
