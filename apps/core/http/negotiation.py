@@ -28,10 +28,10 @@ class FastContentNegotiation(DefaultContentNegotiation):
         renderers = list(renderers)
         if renderers and format_suffix is None:
             override = self.settings.URL_FORMAT_OVERRIDE
-            query = str(request._request.META.get("QUERY_STRING", ""))
+            query = str(request.META.get("QUERY_STRING", ""))
             if not override or override not in query:
                 # An empty but present header is not "anything": DRF answers it 406.
-                accept = request._request.META.get("HTTP_ACCEPT")
+                accept = request.META.get("HTTP_ACCEPT")
                 first = renderers[0]
                 if accept is None or accept.strip() in ("*/*", first.media_type):
                     return first, first.media_type
