@@ -48,7 +48,6 @@ PEER_SETTINGS = "loadtests.bench.peer_settings"
 PREFIX = "/bench/ratelimit/"
 LIMIT = 100
 WINDOW = 60
-LATENCY_GOAL_MS = 0.2
 # Ours may add at most this share of the fastest peer's added p50.
 PEER_RATIO_GOAL = 0.5
 # Client keys the latency run spreads over; each sees requests/64 hits, inside its quota.
@@ -357,7 +356,7 @@ def report(latency: Latencies, results: list[BurstResult], scenario: Scenario) -
         "",
         f"rate limiting (gunicorn sync -w {scenario.workers}, private Redis, one server, same run)",
         f"  added latency at p50: sequential client, {scenario.requests} requests per view "
-        f"interleaved one by one, {LATENCY_KEYS} client keys (goal: ours <= {LATENCY_GOAL_MS} ms)",
+        f"interleaved one by one, {LATENCY_KEYS} client keys",
         "   Redis sharing the cores with gunicorn and the client:",
         *latency_lines(latency.shared),
         peer_ratio_line(latency.shared),
