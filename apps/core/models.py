@@ -10,7 +10,8 @@ class IdempotencyRecord(models.Model):
     """The first outcome of a request made with an ``Idempotency-Key``.
 
     One row per (owner, scope, key), written in the transaction of the work it
-    describes, so a row always holds the response of committed work.
+    describes, so a row always holds the response of committed work. The body is kept
+    as the bytes first sent, so a replay is byte for byte the same response.
     """
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
@@ -18,7 +19,8 @@ class IdempotencyRecord(models.Model):
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     response_status = models.PositiveSmallIntegerField()
-    response_body = models.JSONField(null=True, blank=True)
+    response_body = models.BinaryField()
+    response_content_type = models.CharField(max_length=100)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -9,7 +10,14 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.core.http.api import error_responses, id_path_parameter, request_user_id, validated
+from apps.core.http.api import (
+    MAX_ID,
+    error_responses,
+    id_path_parameter,
+    request_user_id,
+    validated,
+)
+from apps.core.http.fields import StrictIntegerField
 from apps.core.http.idempotency import (
     IDEMPOTENCY_HEADER,
     MAX_KEY_LENGTH,
@@ -50,8 +58,8 @@ class OrderOutput(serializers.ModelSerializer[Order]):
 
 
 class OrderItemInput(serializers.Serializer[None]):
-    product_id = serializers.IntegerField(min_value=1)
-    quantity = serializers.IntegerField(min_value=1, max_value=MAX_LINE_QUANTITY)
+    product_id = StrictIntegerField(min_value=1, max_value=MAX_ID)
+    quantity = StrictIntegerField(min_value=1, max_value=MAX_LINE_QUANTITY)
 
 
 class OrderCreateInput(serializers.Serializer[None]):
@@ -63,7 +71,7 @@ class ProductListApi(RateLimitedApiView):
     pagination_class = OldestFirstCursorPagination
 
     @extend_schema(
-        responses={200: ProductOutput(many=True), **error_responses(404)},
+        responses={200: ProductOutput(many=True), **error_responses(400, 404)},
         operation_id="products_list",
     )
     def get(self, request: Request) -> Response:
@@ -91,7 +99,7 @@ class OrdersApi(RateLimitedApiView):
     pagination_class = NewestFirstCursorPagination
 
     @extend_schema(
-        responses={200: OrderOutput(many=True), **error_responses(401, 404)},
+        responses={200: OrderOutput(many=True), **error_responses(400, 401, 404)},
         operation_id="orders_list",
     )
     def get(self, request: Request) -> Response:
@@ -125,7 +133,7 @@ class OrdersApi(RateLimitedApiView):
         ],
         operation_id="orders_create",
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request) -> HttpResponse:
         key = validate_idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
         data = validated(OrderCreateInput, request.data)
         items = [OrderItem(**item) for item in data["items"]]
@@ -143,7 +151,10 @@ class OrdersApi(RateLimitedApiView):
             action=place,
         )
         headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
-        return Response(result.body, status=result.status, headers=headers)
+        # The stored bytes, first time and every replay alike.
+        return HttpResponse(
+            result.body, status=result.status, content_type=result.content_type, headers=headers
+        )
 
 
 class OrderDetailApi(RateLimitedApiView):

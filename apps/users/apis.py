@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
@@ -11,12 +14,44 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.core.http.api import RenderedByEtag, error_responses, id_path_parameter, validated
+from apps.core.http.fields import StrictCharField, StrictEmailField, StrictRegexField
 from apps.ratelimit.throttles import LoginRateThrottle
 from apps.ratelimit.views import RateLimitedApiView
 from apps.users.cache import user_profile_get_cached
 from apps.users.models import User
 from apps.users.serializers import PublicProfileOutput
 from apps.users.services import token_create, user_create, user_update_profile
+
+# What the sign-up validators enforce, stated in the schema. drf-spectacular writes the
+# username's ``\Z`` (no trailing newline passes it) as ECMA-262's ``$``. The password's
+# length and "not entirely digits" are Django's MinimumLengthValidator and
+# NumericPasswordValidator as configured; tests/users/test_apis.py checks they agree.
+USERNAME_PATTERN = r"^[\w.@+-]+\Z"
+USERNAME_MAX_LENGTH = 150
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 128
+NOT_ONLY_DIGITS_PATTERN = r"^(?!\d+\Z)"
+TOO_SHORT = (
+    f"This password is too short. It must contain at least {PASSWORD_MIN_LENGTH} characters."
+)
+PASSWORD_RULES = (
+    f"{PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters, not entirely digits. Also "
+    "refused (400, under `errors.password`): a password on Django's list of 20,000 common "
+    "passwords, or one too similar to the username or email."
+)
+
+
+TAKEN_TEXT = {409: "The username or email belongs to another user; `errors` names which."}
+
+
+def username_field(**kwargs: Any) -> StrictRegexField:
+    """Return the input field of a username: what ``User.username`` can hold."""
+    return StrictRegexField(
+        USERNAME_PATTERN,
+        max_length=USERNAME_MAX_LENGTH,
+        help_text="Letters, digits and @ . + - _ only.",
+        **kwargs,
+    )
 
 
 class OwnProfileOutput(serializers.ModelSerializer[User]):
@@ -31,13 +66,23 @@ class UserSignupApi(RateLimitedApiView):
     authentication_classes: list[type] = []
 
     class SignupInput(serializers.Serializer[None]):
-        username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
-        email = serializers.EmailField(max_length=254)
-        password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
+        username = username_field()
+        email = StrictEmailField(max_length=254)
+        # Length and digits checked here, in Django's words, so the schema states them.
+        password = StrictCharField(
+            min_length=PASSWORD_MIN_LENGTH,
+            max_length=PASSWORD_MAX_LENGTH,
+            validators=[
+                RegexValidator(NOT_ONLY_DIGITS_PATTERN, "This password is entirely numeric.")
+            ],
+            error_messages={"min_length": TOO_SHORT},
+            write_only=True,
+            help_text=PASSWORD_RULES,
+        )
 
     @extend_schema(
         request=SignupInput,
-        responses={201: OwnProfileOutput, **error_responses(400)},
+        responses={201: OwnProfileOutput, **error_responses(400, 409, descriptions=TAKEN_TEXT)},
         operation_id="users_signup",
     )
     def post(self, request: Request) -> Response:
@@ -53,8 +98,8 @@ class TokenCreateApi(RateLimitedApiView):
     throttle_classes = [LoginRateThrottle]
 
     class TokenInput(serializers.Serializer[None]):
-        username = serializers.CharField(max_length=150)
-        password = serializers.CharField(max_length=128, trim_whitespace=False)
+        username = username_field()
+        password = StrictCharField(max_length=PASSWORD_MAX_LENGTH)
 
     class TokenOutput(serializers.Serializer[None]):
         token = serializers.CharField()
@@ -74,8 +119,8 @@ class OwnProfileApi(RateLimitedApiView):
     permission_classes = [IsAuthenticated]
 
     class ProfileUpdateInput(serializers.Serializer[None]):
-        email = serializers.EmailField(max_length=254, required=False)
-        display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+        email = StrictEmailField(max_length=254, required=False)
+        display_name = StrictCharField(max_length=150, required=False, allow_blank=True)
 
     @extend_schema(
         responses={200: OwnProfileOutput, **error_responses(401)}, operation_id="users_me_retrieve"
@@ -85,7 +130,10 @@ class OwnProfileApi(RateLimitedApiView):
 
     @extend_schema(
         request=ProfileUpdateInput,
-        responses={200: OwnProfileOutput, **error_responses(400, 401)},
+        responses={
+            200: OwnProfileOutput,
+            **error_responses(400, 401, 409, descriptions=TAKEN_TEXT),
+        },
         operation_id="users_me_update",
     )
     def patch(self, request: Request) -> Response:

@@ -12,13 +12,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.core.http.errors import InvalidInput
+from apps.core.http.errors import Conflict, InvalidInput
 from apps.users.models import AuthToken, User
 from apps.users.tokens import new_token, token_digest
 
+TAKEN = "Already taken."
+
 
 def user_create(*, username: str, email: str, password: str) -> User:
-    """Create an active user; refuse a taken username or email, or a weak password."""
+    """Create an active user; refuse a weak password, and a taken username or email (409)."""
     user = User(username=username, email=User.objects.normalize_email(email))
     try:
         validate_password(password, user=user)
@@ -31,8 +33,8 @@ def user_create(*, username: str, email: str, password: str) -> User:
             user.save()
     except IntegrityError:
         # A concurrent sign-up won the race the check above cannot close.
-        raise InvalidInput(
-            errors={"username": ["A user with that username or email already exists."]}
+        raise Conflict(
+            TAKEN, errors={"username": ["A user with that username or email already exists."]}
         ) from None
     return user
 
@@ -54,8 +56,8 @@ def user_update_profile(
             with transaction.atomic():
                 user.save(update_fields=fields)
         except IntegrityError:
-            raise InvalidInput(
-                errors={"email": ["A user with that email already exists."]}
+            raise Conflict(
+                TAKEN, errors={"email": ["A user with that email already exists."]}
             ) from None
     return user
 
@@ -94,4 +96,5 @@ def _raise_if_taken(*, username: str | None, email: str, exclude_id: int | None)
     if email and others.filter(email__iexact=email).exists():
         errors["email"] = ["A user with that email already exists."]
     if errors:
-        raise InvalidInput(errors=errors)
+        # The input is well-formed; it conflicts with the current state of the users.
+        raise Conflict(TAKEN, errors=errors)

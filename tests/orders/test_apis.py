@@ -386,6 +386,55 @@ def test_retry_with_same_key_and_body_replays_the_first_response(auth_client, pr
     assert OrderLine.objects.count() == 1
 
 
+def test_replay_sends_the_first_responses_exact_bytes_and_content_type(auth_client, product):
+    body = {"items": [{"product_id": product.pk, "quantity": 2}]}
+    first = post_order(auth_client, body)
+
+    again = post_order(auth_client, body)
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.content == first.content
+    assert again["Content-Type"] == first["Content-Type"] == "application/json"
+    # The order's own field order, which jsonb storage used to lose.
+    assert list(again.json()) == ["id", "status", "status_reason", "total", "created_at", "lines"]
+
+
+@pytest.mark.parametrize("quantity", ["2", 2.5, True, None])
+def test_order_with_a_non_integer_quantity_is_refused(auth_client, product, quantity):
+    response = post_order(
+        auth_client, {"items": [{"product_id": product.pk, "quantity": quantity}]}
+    )
+
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["items"]
+    assert Order.objects.exists() is False
+
+
+def test_order_quantity_with_a_zero_fraction_is_the_integer(auth_client, product):
+    response = post_order(auth_client, {"items": [{"product_id": product.pk, "quantity": 2.0}]})
+
+    assert response.status_code == 201
+    assert response.json()["lines"][0]["quantity"] == 2
+
+
+@pytest.mark.parametrize("limit", ["0", "201", "abc", "", "-1", "1.5"])
+def test_list_with_a_limit_out_of_range_is_refused(auth_client, limit):
+    response = auth_client.get(ORDERS, {"limit": limit})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Invalid input.",
+        "errors": {"limit": ["Give one integer from 1 to 200."]},
+    }
+
+
+def test_list_with_a_repeated_limit_is_refused(api_client):
+    response = api_client.get("/api/v1/products?limit=5&limit=5")
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"limit": ["Give one integer from 1 to 200."]}
+
+
 def test_retry_with_keys_reordered_counts_as_the_same_body(auth_client, product):
     first = auth_client.post(
         ORDERS,

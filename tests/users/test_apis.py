@@ -74,25 +74,25 @@ def test_signup_stores_password_hashed_never_in_clear(api_client):
     assert not user.is_superuser
 
 
-def test_signup_with_taken_username_is_refused_with_username_error(api_client, user):
+def test_signup_with_taken_username_conflicts_with_username_error(api_client, user):
     response = _signup(api_client, username=user.username, email="someone-else@example.com")
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json() == {
-        "detail": "Invalid input.",
+        "detail": "Already taken.",
         "errors": {"username": ["A user with that username already exists."]},
     }
     assert User.objects.count() == 1
 
 
-def test_signup_with_email_taken_in_another_case_is_refused_with_email_error(api_client):
+def test_signup_with_email_taken_in_another_case_conflicts_with_email_error(api_client):
     UserFactory(username="bob", email="bob@example.com")
 
     response = _signup(api_client, username="robert", email="BOB@EXAMPLE.COM")
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json() == {
-        "detail": "Invalid input.",
+        "detail": "Already taken.",
         "errors": {"email": ["A user with that email already exists."]},
     }
     assert not User.objects.filter(username="robert").exists()
@@ -106,13 +106,77 @@ def test_signup_with_short_numeric_password_is_refused_with_password_errors(api_
         "detail": "Invalid input.",
         "errors": {
             "password": [
-                "This password is too short. It must contain at least 8 characters.",
-                "This password is too common.",
                 "This password is entirely numeric.",
+                "This password is too short. It must contain at least 8 characters.",
             ]
         },
     }
     assert not User.objects.exists()
+
+
+def test_signup_with_common_password_is_refused_with_django_message(api_client):
+    response = _signup(api_client, password="password1")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Invalid input.",
+        "errors": {"password": ["This password is too common."]},
+    }
+    assert not User.objects.exists()
+
+
+def test_signup_schema_states_the_configured_password_length_and_digit_rules():
+    from django.contrib.auth.password_validation import (
+        MinimumLengthValidator,
+        NumericPasswordValidator,
+        get_default_password_validators,
+    )
+
+    from apps.users.apis import PASSWORD_MIN_LENGTH
+
+    validators = get_default_password_validators()
+    lengths = [v.min_length for v in validators if isinstance(v, MinimumLengthValidator)]
+    assert lengths == [PASSWORD_MIN_LENGTH]
+    assert any(isinstance(v, NumericPasswordValidator) for v in validators)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("username", 0), ("username", ["alice"]), ("email", 1), ("password", 12345678901)],
+)
+def test_signup_with_a_non_string_field_is_refused(api_client, field, value):
+    response = _signup(api_client, **{field: value})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Invalid input.",
+        "errors": {field: ["Not a valid string."]},
+    }
+    assert not User.objects.exists()
+
+
+@pytest.mark.parametrize("value", [0, 1.5, True, None, ["Bob"], {"name": "Bob"}])
+def test_patch_own_profile_with_a_non_string_display_name_is_refused(auth_client, user, value):
+    original = user.display_name
+
+    response = auth_client.patch(ME_URL, {"display_name": value}, format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["display_name"]
+    user.refresh_from_db()
+    assert user.display_name == original
+
+
+def test_token_with_a_numeric_password_is_refused_as_invalid_input(api_client, user):
+    response = api_client.post(
+        "/api/v1/auth/token", {"username": user.username, "password": 1234}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Invalid input.",
+        "errors": {"password": ["Not a valid string."]},
+    }
 
 
 def test_signup_with_password_equal_to_username_is_refused(api_client):
@@ -333,15 +397,15 @@ def test_patch_own_profile_with_only_display_name_keeps_email(auth_client, user)
     assert user.email == original_email
 
 
-def test_patch_own_profile_to_another_users_email_is_refused(auth_client, user):
+def test_patch_own_profile_to_another_users_email_conflicts(auth_client, user):
     UserFactory(username="other", email="other@example.com")
     original_email = user.email
 
     response = auth_client.patch(ME_URL, {"email": "Other@Example.com"}, format="json")
 
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json() == {
-        "detail": "Invalid input.",
+        "detail": "Already taken.",
         "errors": {"email": ["A user with that email already exists."]},
     }
     user.refresh_from_db()

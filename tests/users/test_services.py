@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from apps.core.http.errors import InvalidInput
+from apps.core.http.errors import Conflict, InvalidInput
 from apps.users.models import AuthToken, User
 from apps.users.services import (
     token_create,
@@ -43,7 +43,7 @@ def test_user_create_lowercases_the_email_domain_and_hashes_the_password():
 def test_user_create_reports_both_taken_username_and_taken_email():
     _user(username="dave", email="dave@example.com")
 
-    with pytest.raises(InvalidInput) as excinfo:
+    with pytest.raises(Conflict) as excinfo:
         user_create(username="dave", email="DAVE@example.com", password=STRONG_PASSWORD)
 
     assert excinfo.value.errors == {
@@ -73,7 +73,7 @@ def test_user_update_profile_refuses_an_email_taken_by_another_user(user):
     other = _user(username="frank", email="frank@example.com")
     original_email = User.objects.get(pk=user.pk).email
 
-    with pytest.raises(InvalidInput) as excinfo:
+    with pytest.raises(Conflict) as excinfo:
         user_update_profile(user=user, email="FRANK@example.com", display_name="Frank Too")
 
     assert excinfo.value.errors == {"email": ["A user with that email already exists."]}

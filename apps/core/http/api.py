@@ -34,11 +34,19 @@ ERROR_OUTPUT = inline_serializer(
 )
 
 
-def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
-    """Return schema entries documenting these error statuses in the error shape."""
-    return {
-        code: OpenApiResponse(ERROR_OUTPUT, description=ERROR_DESCRIPTIONS[code]) for code in codes
-    }
+# Row ids are PostgreSQL ``bigint``s.
+MAX_ID = 2**63 - 1
+
+
+def error_responses(
+    *codes: int, descriptions: Mapping[int, str] | None = None
+) -> dict[int, OpenApiResponse]:
+    """Return schema entries documenting these error statuses in the error shape.
+
+    ``descriptions`` replaces the usual text of a status where it means something else.
+    """
+    texts = {**ERROR_DESCRIPTIONS, **(descriptions or {})}
+    return {code: OpenApiResponse(ERROR_OUTPUT, description=texts[code]) for code in codes}
 
 
 def id_path_parameter(name: str) -> OpenApiParameter:

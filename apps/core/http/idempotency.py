@@ -6,6 +6,7 @@ flight a second one is refused (409) instead of waiting. Claim, work and stored
 response share one transaction: the claim is a non-blocking transaction-scoped lock on
 the key, so a concurrent request sees it at once, and a stored response always
 describes a committed effect. A request that dies mid-flight leaves nothing behind.
+The response is stored rendered, and replayed as those bytes with their Content-Type.
 """
 
 from __future__ import annotations
@@ -17,20 +18,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from rest_framework.renderers import JSONRenderer
 
 from apps.core.http.errors import Conflict, InvalidInput, Unprocessable
 from apps.core.models import IdempotencyRecord
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# The one rendering of a stored response; the view sends exactly these bytes each time.
+_RENDERER = JSONRenderer()
 MAX_KEY_LENGTH = 255
 
 
 @dataclass(frozen=True)
 class IdempotentResult:
-    """The response of an idempotent call and whether it is a replay."""
+    """The response of an idempotent call, rendered, and whether it is a replay."""
 
     status: int
-    body: Any
+    body: bytes
+    content_type: str
     replayed: bool
 
 
@@ -66,15 +71,16 @@ def run_idempotent(
 ) -> IdempotentResult:
     """Run ``action`` once for (owner, scope, key), or replay what it returned before.
 
-    ``action`` returns ``(status, body)`` and runs inside the one transaction that also
-    claims the key and stores that response. If it raises, nothing commits, so the key
-    is free again at once.
+    ``action`` returns ``(status, data)`` and runs inside the one transaction that also
+    claims the key and stores that response, rendered as DRF's JSON. If it raises,
+    nothing commits, so the key is free again at once.
     """
     with transaction.atomic():
         replay = _claim(owner_id=owner_id, scope=scope, key=key, fingerprint=fingerprint)
         if replay is not None:
             return replay
-        status, body = action()
+        status, data = action()
+        body = _RENDERER.render(data, _RENDERER.media_type, {})
         IdempotencyRecord.objects.create(
             owner_id=owner_id,
             scope=scope,
@@ -82,8 +88,11 @@ def run_idempotent(
             request_hash=fingerprint,
             response_status=status,
             response_body=body,
+            response_content_type=_RENDERER.media_type,
         )
-    return IdempotentResult(status=status, body=body, replayed=False)
+    return IdempotentResult(
+        status=status, body=body, content_type=_RENDERER.media_type, replayed=False
+    )
 
 
 def _claim(*, owner_id: int, scope: str, key: str, fingerprint: str) -> IdempotentResult | None:
@@ -104,7 +113,11 @@ def _claim(*, owner_id: int, scope: str, key: str, fingerprint: str) -> Idempote
             f"This {IDEMPOTENCY_HEADER} was already used with a different request body."
         )
     return IdempotentResult(
-        status=existing.response_status, body=existing.response_body, replayed=True
+        status=existing.response_status,
+        # A BinaryField reads back as a memoryview on PostgreSQL.
+        body=bytes(existing.response_body),
+        content_type=existing.response_content_type,
+        replayed=True,
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rest_framework.exceptions import NotFound
+from typing import Any
+
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 
@@ -17,6 +19,38 @@ class NewestFirstCursorPagination(CursorPagination):
     page_size = 50
     page_size_query_param = "limit"
     max_page_size = 200
+
+    def get_page_size(self, request: Request) -> int:
+        """Return the page size: ``limit`` when given, refusing one out of range.
+
+        DRF answers a malformed or repeated ``limit`` with the default page size and
+        clamps one above the maximum; the schema declares an integer from 1 to
+        ``max_page_size``, so anything else is a 400.
+        """
+        name = self.page_size_query_param
+        values = request.query_params.getlist(name) if name else []
+        if not values:
+            return self.page_size
+        value = values[0]
+        well_formed = len(values) == 1 and len(value) <= 9 and value.isascii() and value.isdigit()
+        size = int(value) if well_formed else 0
+        if not 1 <= size <= self.max_page_size:
+            raise ValidationError(
+                {name: [f"Give one integer from 1 to {self.max_page_size}."]}, code="invalid"
+            )
+        return size
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        """Return DRF's parameters, ``limit`` with the range the API accepts."""
+        parameters: list[dict[str, Any]] = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"] = {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": self.max_page_size,
+                }
+        return parameters
 
     def decode_cursor(self, request: Request) -> Cursor | None:
         """Return the request's cursor, refusing one whose position is not a primary key.
