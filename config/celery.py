@@ -28,8 +28,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("highscale")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-# The event plumbing's periodic tasks live in a package of the core app.
-app.autodiscover_tasks(["apps.core.events"])
+# The event plumbing's and the cache's periodic tasks live in packages of the core app.
+app.autodiscover_tasks(["apps.core.events", "apps.core.cache"])
 
 before_task_publish.connect(add_correlation_header, dispatch_uid="core.correlation.publish")
 task_prerun.connect(enter_task_context, dispatch_uid="core.correlation.enter")

@@ -322,6 +322,8 @@ CACHE_REDIS_RETRY_SECONDS = 1.0
 # XFetch's beta: above 1 refreshes hot keys earlier; 0 turns early refresh off.
 CACHE_EARLY_REFRESH_BETA = 1.0
 CACHE_INVALIDATION_CHANNEL = "cache:invalidate"
+# Backstop for invalidations Redis missed (pending.py): beat replays what is left this often.
+CACHE_PENDING_SWEEP_SECONDS = 5
 # Public profile: Redis TTL, and how long browsers and shared caches may reuse it.
 USER_PROFILE_CACHE_TTL_SECONDS = 3600
 USER_PROFILE_HTTP_MAX_AGE_SECONDS = env_int("USER_PROFILE_HTTP_MAX_AGE_SECONDS", 5)
@@ -380,6 +382,10 @@ OUTBOX_SWEEP_SECONDS = env_int("OUTBOX_SWEEP_SECONDS", 5, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {"task": "core.outbox_sweep", "schedule": float(OUTBOX_SWEEP_SECONDS)},
     "dead-letter-drain": {"task": "core.dead_letters_drain", "schedule": 30.0},
+    "cache-pending-apply": {
+        "task": "core.cache_pending_apply",
+        "schedule": float(CACHE_PENDING_SWEEP_SECONDS),
+    },
 }
 # Events left unsent this long are published by the sweep (younger ones by their commit).
 OUTBOX_SWEEP_MIN_AGE_SECONDS = 2

@@ -1,4 +1,8 @@
-"""The core app's models: idempotent requests here, the event plumbing's in ``events.models``."""
+"""The core app's models: idempotent requests here.
+
+The event plumbing's are in ``events.models``, the cache's pending invalidations in
+``cache.models``.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +39,13 @@ class IdempotencyRecord(models.Model):
 
 
 # Django finds an app's models through its models module.
+from apps.core.cache.models import PendingInvalidation  # noqa: E402
 from apps.core.events.models import DeadLetter, OutboxEvent, ProcessedEvent  # noqa: E402
 
-__all__ = ["DeadLetter", "IdempotencyRecord", "OutboxEvent", "ProcessedEvent"]
+__all__ = [
+    "DeadLetter",
+    "IdempotencyRecord",
+    "OutboxEvent",
+    "PendingInvalidation",
+    "ProcessedEvent",
+]

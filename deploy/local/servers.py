@@ -33,6 +33,7 @@ class Servers:
     root: Path = field(default_factory=lambda: scratch_dir("highscale-"))
     processes: list[Process] = field(default_factory=list)
     postgres_servers: dict[str, postgres.PostgresServer] = field(default_factory=dict)
+    redis_servers: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def stop(self) -> None:
         """Stop every server, newest first, and remove their directories."""
@@ -77,13 +78,22 @@ class Servers:
 
     # --- Redis ------------------------------------------------------------------------
 
-    def start_redis(self, name: str = "redis") -> str:
-        """Start a Redis server that keeps nothing on disk; return its URL."""
+    def start_redis(self, name: str = "redis", *, save: str = "") -> str:
+        """Start a Redis server and return its URL.
+
+        ``save`` is Redis's snapshot rule (e.g. ``"3600 1"``); empty keeps nothing on disk.
+        """
         home = self.root / name
         home.mkdir()
-        port = free_port()
+        self.redis_servers[name] = (free_port(), save)
+        return self.restart_redis(name)
+
+    def restart_redis(self, name: str) -> str:
+        """Start Redis ``name`` (after ``stop_server``) on its port, with what it saved."""
+        port, save = self.redis_servers[name]
+        home = self.root / name
         popen = subprocess.Popen(  # noqa: S603 -- the server program, our arguments
-            redis.command(port, home),
+            redis.command(port, home, save=save),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -44,7 +44,11 @@ def redis_client() -> Redis | None:
 
 
 def _new_tiered_cache() -> TieredCache:
-    return TieredCache(redis_client(), CacheConfig.from_settings())
+    from apps.core.cache.pending import PendingInvalidationLog
+
+    return TieredCache(
+        redis_client(), CacheConfig.from_settings(), pending=PendingInvalidationLog()
+    )
 
 
 _default: ProcessLocal[TieredCache] = ProcessLocal(_new_tiered_cache)
@@ -72,11 +76,22 @@ def invalidate_on_commit(
 
     Outside a transaction this runs at once (the write has committed); after a
     rollback it never runs, so a write that did not happen invalidates nothing.
+    With Redis, the invalidation is also recorded in the transaction and replayed if
+    Redis misses it (see ``pending``): one insert, and one delete after the commit.
     """
     idents = list(ids)
-    if idents:
-        transaction.on_commit(partial(_invalidate_now, kind, idents), using=using)
+    if not idents:
+        return
+    record_id = None
+    if tiered_cache().client is not None:
+        from apps.core.cache.pending import pending_invalidation_record
+
+        record_id = pending_invalidation_record(kind, idents, using=using)
+    transaction.on_commit(partial(_invalidate_now, kind, idents, record_id, using), using=using)
 
 
-def _invalidate_now(kind: str, ids: list[int | str]) -> None:
-    tiered_cache().invalidate(kind, ids)
+def _invalidate_now(kind: str, ids: list[int | str], record_id: int | None, using: str) -> None:
+    if tiered_cache().invalidate(kind, ids) and record_id is not None:
+        from apps.core.cache.pending import pending_invalidation_done
+
+        pending_invalidation_done(record_id, using=using)

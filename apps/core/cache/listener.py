@@ -5,6 +5,12 @@ lost for good. So every (re)subscription flushes L1 before the listener reports 
 healthy, and L1 is only consulted while it is healthy. A paused or partitioned Redis
 does not close the socket, so the listener pings and counts the subscription as dropped
 when no pong comes back in time.
+
+The listener is also the first to see Redis answer again: it reports every loss
+(``on_lost``) and every answer (``on_answer``), which the tiered cache uses to replay
+invalidations Redis missed meanwhile. After ``ping_soon`` it pings at its next turn,
+not a full interval later, so a process that just saw Redis fail learns quickly that
+it is back.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ class InvalidationListener:
         channel: str,
         on_key: Callable[[str], None],
         on_flush: Callable[[], None],
+        on_lost: Callable[[], None] = lambda: None,
+        on_answer: Callable[[], None] = lambda: None,
         ping_interval: float = 1.0,
         dead_after: float = 3.0,
     ) -> None:
@@ -47,6 +55,9 @@ class InvalidationListener:
         self._client = _dedicated_client(client, self.name)
         self._on_key = on_key
         self._on_flush = on_flush
+        self._on_lost = on_lost
+        self._on_answer = on_answer
+        self._ping_soon = threading.Event()
         self._ping_interval = ping_interval
         self._dead_after = dead_after
         self._subscribed = False
@@ -65,6 +76,10 @@ class InvalidationListener:
         if self._thread.is_alive():
             self._thread.join(timeout)
         self._client.close()
+
+    def ping_soon(self) -> None:
+        """Ping at the next turn of the loop (a fraction of a second), not the next interval."""
+        self._ping_soon.set()
 
     @property
     def healthy(self) -> bool:
@@ -104,7 +119,8 @@ class InvalidationListener:
                     self._handle(message, now)
                 if self._subscribed and now - self._last_pong >= self._dead_after:
                     raise RedisError("no pong from Redis; counting the subscription as dropped")
-                if now >= next_ping:
+                if now >= next_ping or self._ping_soon.is_set():
+                    self._ping_soon.clear()
                     pubsub.ping()
                     next_ping = now + self._ping_interval
         finally:
@@ -118,8 +134,10 @@ class InvalidationListener:
             self._last_pong = now
             self._subscribed = True
             self._live.set()
+            self._on_answer()
         elif kind == "pong":
             self._last_pong = now
+            self._on_answer()
         elif kind == "message":
             self._last_pong = now
             self._apply(message["data"])
@@ -141,6 +159,8 @@ class InvalidationListener:
         was_subscribed = self._subscribed
         self._subscribed = False
         self._live.clear()
+        # Redis may be away for the writers too: what it holds may be stale once it is back.
+        self._on_lost()
         # Flush after marking unhealthy, so no reader trusts an entry the flush removes.
         self._on_flush()
         if was_subscribed and not self._stopping.is_set():

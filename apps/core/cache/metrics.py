@@ -18,9 +18,9 @@ CACHE_FILLS_REJECTED = Counter(
     "cache_fills_rejected",
     "Fills refused because an invalidation, or a newer value, came first.",
 )
-CACHE_GENERATION_BUMPS = Counter(
-    "cache_generation_bumps",
-    "Whole-cache generation bumps after invalidations were lost to a Redis outage.",
+CACHE_INVALIDATIONS_REPLAYED = Counter(
+    "cache_invalidations_replayed",
+    "Recorded invalidations replayed to Redis after their commit hook could not deliver them.",
 )
 
 

@@ -89,13 +89,3 @@ WARM_START = (
 return {gen, now}
 """
 )
-
-# KEYS: gen.  ARGV: message, channel.  Move every process to a new generation.
-BUMP_GENERATION = (
-    _ENSURE_GENERATION
-    + """
-local next = redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', ARGV[2], ARGV[1])
-return next
-"""
-)

@@ -9,8 +9,12 @@ Why a cached value can never be older than the last committed invalidation:
   commit is refused, because the invalidation after that commit deleted its lease.
 - L1 refuses a value read before any drop that happened since (see ``L1Cache``), and is
   consulted only while this process's subscription is live.
-- A failed invalidation (Redis unreachable) bumps the generation before this process
-  uses Redis again; values stored under an older generation are misses.
+- An invalidation Redis missed (unreachable at commit, or the process died first) is
+  not lost: ``invalidate_on_commit`` records it in the write's own transaction
+  (``PendingInvalidation``) and deletes the record only once Redis has it. A process
+  that may have missed one (a Redis error of its own, its subscription dropped, or just
+  started) replays every record before it reads Redis again, and its listener does so
+  as soon as Redis answers it; the Celery beat sweep is the backstop (``pending``).
 
 The lease is also the single flight: one filler per key across every process, the others
 poll for its value; if the holder dies the lease expires and the next caller fills.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import random
 import secrets
@@ -28,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from redis import Redis, RedisError
 from redis.commands.core import Script
@@ -40,12 +45,24 @@ from apps.core.cache.l1 import L1Cache
 from apps.core.cache.listener import InvalidationListener
 from apps.core.cache.metrics import (
     CACHE_FILLS_REJECTED,
-    CACHE_GENERATION_BUMPS,
+    CACHE_INVALIDATIONS_REPLAYED,
     count_error,
     count_request,
 )
 
+logger = logging.getLogger(__name__)
+
 Loader = Callable[[], Any]
+
+
+class PendingLog(Protocol):
+    """Where invalidations Redis may have missed are kept (``pending.PendingInvalidationLog``)."""
+
+    def apply(self, cache: TieredCache) -> int:
+        """Replay every recorded invalidation through ``cache``; return how many."""
+
+    def apply_in_thread(self, cache: TieredCache) -> int:
+        """Like ``apply``, from a background thread (which must release what it holds)."""
 
 
 @dataclass(frozen=True)
@@ -100,9 +117,11 @@ class TieredCache:
         config: CacheConfig,
         *,
         rng: Callable[[], float] = _default_rng,
+        pending: PendingLog | None = None,
     ) -> None:
         self.config = config
         self.client = client
+        self._pending = pending
         self.l1: L1Cache[CachedValue] = L1Cache(
             max_entries=config.l1_max_entries, ttl=config.l1_ttl
         )
@@ -113,12 +132,18 @@ class TieredCache:
         self.redis_breaker = CircuitBreaker(
             "redis cache", reset_seconds=config.retry_after_error_seconds
         )
-        self._needs_bump = False
+        # Times this process may have missed an invalidation (a Redis error of its own,
+        # its subscription dropped) and how many of those the last replay covered. It
+        # starts one behind: a new process cannot know what its predecessors missed.
+        self._gaps = 1
+        self._replayed_gaps = 0
+        self._gaps_lock = threading.Lock()
+        self._replay_lock = threading.Lock()  # one replay at a time; readers wait for it
         self._listener: InvalidationListener | None = None
         self._listener_lock = threading.Lock()
         self._scripts: dict[str, Script] = {}
         if client is not None:
-            for name in ("ACQUIRE_LEASE", "FILL", "RELEASE", "INVALIDATE", "BUMP_GENERATION"):
+            for name in ("ACQUIRE_LEASE", "FILL", "RELEASE", "INVALIDATE"):
                 self._scripts[name] = client.register_script(getattr(scripts, name))
 
     # --- keys ---------------------------------------------------------------------------
@@ -294,68 +319,121 @@ class TieredCache:
 
     # --- invalidation -------------------------------------------------------------------
 
-    def invalidate(self, kind: str, ids: Iterable[int | str]) -> None:
+    def invalidate(self, kind: str, ids: Iterable[int | str]) -> bool:
         """Drop ``kind:id`` for every id from L1 and Redis, and broadcast the drops.
 
-        Call only after the change committed (``invalidate_on_commit``). When Redis
-        cannot be reached, the next use of Redis by this process bumps the generation.
+        Call only after the change committed (``invalidate_on_commit``). Return whether
+        Redis has the drops; when it could not be reached, the caller's record of the
+        invalidation (``PendingInvalidation``) is what replays it.
         """
         idents = list(ids)
         for ident in idents:
             self.l1.delete(f"{kind}:{ident}")
         if self.client is None or not idents:
-            return
+            return True
         if self.redis_breaker.is_open:
-            self._needs_bump = True
-            return
+            self._missed()
+            return False
         try:
-            self._invalidate_in_redis(self.client, kind, idents)
+            self._invalidate_in_redis(self.client, [(kind, idents)])
         except RedisError:
-            self._needs_bump = True
             self._failed("invalidate")
+            return False
+        return True
 
-    def _invalidate_in_redis(self, client: Redis, kind: str, idents: list[int | str]) -> None:
+    def replay(self, invalidations: list[tuple[str, list[int | str]]]) -> None:
+        """Drop and broadcast recorded invalidations in one round trip; raise RedisError.
+
+        The drops are idempotent, so a record replayed twice (by two processes, or
+        after its own commit hook got through) does no harm.
+        """
+        for kind, idents in invalidations:
+            for ident in idents:
+                self.l1.delete(f"{kind}:{ident}")
+        if self.client is not None and invalidations:
+            self._invalidate_in_redis(self.client, invalidations)
+            CACHE_INVALIDATIONS_REPLAYED.inc(len(invalidations))
+
+    def _invalidate_in_redis(
+        self, client: Redis, invalidations: list[tuple[str, list[int | str]]]
+    ) -> None:
         script = self._scripts["INVALIDATE"]
         pipe = client.pipeline(transaction=False)
-        for ident in idents:
-            key = self.redis_key(f"{kind}:{ident}")
-            message = json.dumps({"type": kind, "id": ident})
-            script(
-                keys=[key, key + ":lease", key + ":inv"],
-                args=[message, self.config.channel, self.config.invalidation_memory_seconds],
-                client=pipe,
-            )
+        for kind, idents in invalidations:
+            for ident in idents:
+                key = self.redis_key(f"{kind}:{ident}")
+                message = json.dumps({"type": kind, "id": ident})
+                script(
+                    keys=[key, key + ":lease", key + ":inv"],
+                    args=[message, self.config.channel, self.config.invalidation_memory_seconds],
+                    client=pipe,
+                )
         pipe.execute()
-
-    def bump_generation(self) -> None:
-        """Make every value in Redis a miss and tell every process to flush its L1."""
-        self.l1.clear()
-        if self.client is None:
-            return
-        self._scripts["BUMP_GENERATION"](
-            keys=[self.generation_key],
-            args=[json.dumps({"type": "all", "id": None}), self.config.channel],
-            client=self.client,
-        )
-        CACHE_GENERATION_BUMPS.inc()
 
     # --- Redis health -------------------------------------------------------------------
 
     def _usable_client(self) -> Redis | None:
-        """Return the Redis client unless Redis failed just now; settle a pending bump."""
+        """Return the Redis client unless Redis failed just now or may hold stale entries.
+
+        After a gap (see ``_gaps``) Redis is read only once the recorded invalidations
+        are replayed: an entry a missed invalidation left behind is gone before any
+        read of this process can find it.
+        """
         if self.client is None or self.redis_breaker.is_open:
             return None
-        if self._needs_bump:
-            try:
-                self.bump_generation()
-            except RedisError:
-                self._failed("bump")
-                return None
-            self._needs_bump = False
+        if not self._replay_pending(in_thread=False):
+            return None
         return self.client
+
+    def _replay_pending(self, *, in_thread: bool) -> bool:
+        """Replay recorded invalidations if this process may have missed one.
+
+        Return whether Redis may be read: false when the replay failed (Redis or the
+        database did not answer), so the caller reads the database instead.
+        """
+        if self._pending is None or self._replayed_gaps == self._gaps:
+            return True
+        with self._replay_lock:
+            gaps = self._gaps
+            if self._replayed_gaps == gaps:
+                return True
+            try:
+                if in_thread:
+                    self._pending.apply_in_thread(self)
+                else:
+                    self._pending.apply(self)
+            except RedisError:
+                self._failed("replay")
+                return False
+            except Exception:
+                # The database did not answer: without the records, Redis is not trusted.
+                logger.warning("Could not read pending cache invalidations", exc_info=True)
+                count_error("replay")
+                return False
+            self._replayed_gaps = gaps
+        self.redis_breaker.succeeded()
+        return True
+
+    def _gap(self) -> None:
+        """Note that an invalidation may have been missed since the last replay."""
+        with self._gaps_lock:
+            self._gaps += 1
+
+    def _redis_answered(self) -> None:
+        # Called by the listener whenever Redis answers it: the first process to see
+        # Redis back replays the records, without waiting for a request.
+        if self._replayed_gaps != self._gaps:
+            self._replay_pending(in_thread=True)
+
+    def _missed(self) -> None:
+        """Note a gap, and have the listener find out soon whether Redis is back."""
+        self._gap()
+        if self._listener is not None:
+            self._listener.ping_soon()
 
     def _failed(self, operation: str) -> None:
         count_error(operation)
+        self._missed()
         self.redis_breaker.failed()
         self.l1.clear()
 
@@ -371,6 +449,8 @@ class TieredCache:
                     channel=self.config.channel,
                     on_key=self.l1.delete,
                     on_flush=self.l1.clear,
+                    on_lost=self._gap,
+                    on_answer=self._redis_answered,
                 )
                 listener.start()
                 self._listener = listener
