@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("core", "0004_idempotencyrecord_drop_state_and_lease"),
+        ("core", "0005_idempotencyrecord_response_bytes"),
     ]
 
     operations = [
