@@ -219,3 +219,16 @@ def test_with_redis_unreachable_a_users_reads_go_to_the_primary_without_a_5xx(
     assert during == [200] * 12
     # An anonymous client has no position to lose: it reads the replica.
     assert anonymous == [404] * 4
+
+
+def test_a_token_made_while_the_replica_lags_is_accepted_at_once(server, replica):
+    # Signed up through the server, so its password hash is the server's kind.
+    name = f"carol-{uuid.uuid4().hex[:8]}"
+    credentials = {"username": name, "password": PASSWORD}
+    signup = server.call("POST", "/api/v1/users", body={**credentials, "email": f"{name}@x.test"})
+    assert signup.status == 201, signup.body
+    replicated(ALIAS, "replication of the user")
+    with replay_paused(replica):
+        made = server.call("POST", "/api/v1/auth/token", body=credentials)
+        assert made.status == 200, made.body
+        assert server.statuses("/api/v1/users/me", made.body["token"], times=8) == [200] * 8
