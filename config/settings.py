@@ -308,6 +308,11 @@ DATABASE_REPLICA_RETRY_SECONDS = env_int("DATABASE_REPLICA_RETRY_SECONDS", 2, mi
 DATABASE_REPLICA_FALLBACK_RPS = env_int("DATABASE_REPLICA_FALLBACK_RPS", 200)
 # How long a browser keeps the read-after cookie; the token itself, not this, decides.
 DATABASE_READ_AFTER_COOKIE_SECONDS = env_int("DATABASE_READ_AFTER_COOKIE_SECONDS", 300)
+# How long a user's last write position is kept (sticking); past the max lag a usable
+# replica has replayed it anyway, so a multiple of it is enough.
+DATABASE_STICKING_SECONDS = env_int(
+    "DATABASE_STICKING_SECONDS", max(60, 12 * DATABASE_REPLICA_MAX_LAG_SECONDS), minimum=1
+)
 
 # --- Multi-level cache -------------------------------------------------------------------
 

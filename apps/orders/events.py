@@ -23,6 +23,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import F
 
+from apps.core.db.sticking import act_for_user
 from apps.core.events.consumers import RetryableError, consume_once
 from apps.core.events.outbox import outbox_write
 from apps.core.events.routing import Consumer, EventType
@@ -84,6 +85,8 @@ def order_reserve_inventory(*, event_id: str, order_id: int) -> Order | None:
         if order.status != Order.Status.PENDING:
             logger.info("reserve_inventory: order %s is already %s", order_id, order.status)
             return order
+        # Its owner, polling the order from any client, then reads the new status.
+        act_for_user(order.owner_id)
         lines = list(order.lines.order_by("product_id"))
         # A savepoint undoes earlier lines when a later one is short; one line needs none.
         undo_point = transaction.atomic() if len(lines) > 1 else nullcontext()

@@ -1,4 +1,8 @@
-"""API authentication: ``Authorization: Token …`` against hashed tokens, and sessions."""
+"""API authentication: ``Authorization: Token …`` against hashed tokens, and sessions.
+
+Once a scheme knows the request's user, the request follows that user's writes
+(``follow_user``): its reads see what any of the user's clients wrote.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ from drf_spectacular.authentication import SessionScheme as SpectacularSessionSc
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from apps.core.db.router import PRIMARY
+from apps.core.db.state import current_state
+from apps.core.db.sticking import follow_user
 from apps.users.models import AuthToken, User
 from apps.users.tokens import token_digest
 
@@ -27,7 +34,15 @@ class TokenAuthentication(authentication.TokenAuthentication):
         return super().authenticate(request)
 
     def authenticate_credentials(self, key: str) -> tuple[User, Any]:
-        token = AuthToken.objects.select_related("user").filter(digest=token_digest(key)).first()
+        tokens = AuthToken.objects.select_related("user").filter(digest=token_digest(key))
+        token = tokens.first()
+        state = current_state()
+        if token is None and state is not None and state.replica is not None:
+            # A token just made may not have reached the replica yet.
+            token = tokens.using(PRIMARY).first()
+        if token is not None and follow_user(token.user_id):
+            # The user row came from a replica behind the user's last write.
+            token.user.refresh_from_db()
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid token.")
         return token.user, token
@@ -44,7 +59,10 @@ class SessionAuthentication(authentication.SessionAuthentication):
         """Return None at once for a request without a session cookie."""
         if settings.SESSION_COOKIE_NAME not in request.COOKIES:
             return None
-        return super().authenticate(request)
+        result = super().authenticate(request)
+        if result is not None and follow_user(result[0].pk):
+            result[0].refresh_from_db()
+        return result
 
 
 # drf-spectacular registers extensions in an unannotated __init_subclass__.

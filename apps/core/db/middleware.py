@@ -10,8 +10,9 @@ from django.db import InterfaceError, OperationalError, connections
 from django.http import HttpRequest, HttpResponseBase
 
 from apps.core.db.health import monitor
-from apps.core.db.lsn import format_lsn, parse_lsn, settle_read_after
+from apps.core.db.lsn import format_lsn, parse_lsn
 from apps.core.db.state import current_state, routing_scope
+from apps.core.db.sticking import remember_writes
 
 READ_AFTER_HEADER = "X-Read-After"
 READ_AFTER_COOKIE = "hs_read_after"
@@ -26,7 +27,9 @@ class ReplicaRoutingMiddleware:
     A request that carries a token (``X-Read-After`` header from API clients, the
     ``hs_read_after`` cookie from browsers) reads from a replica only once that replica
     has replayed past it. A request that writes gets the primary's WAL position back
-    in both, so its client's next request sees its own writes.
+    in both, so its client's next request sees its own writes; the position is also
+    stored under the request's user, if authenticated (``sticking``), for its clients
+    that send nothing back.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
@@ -39,7 +42,7 @@ class ReplicaRoutingMiddleware:
         given = max((t for t in (header, cookie) if t is not None), default=None)
         with routing_scope(read_after=given) as state:
             response = self.get_response(request)
-            token = settle_read_after(state) if state.wrote else None
+            token = remember_writes(state)
         if token is not None and token != given:
             value = format_lsn(token)
             response[READ_AFTER_HEADER] = value

@@ -28,6 +28,8 @@ class RoutingState:
     pinned_primary: bool = False
     # The replica chosen for this scope's reads: one per scope, for consistent pages.
     replica: str | None = None
+    # The user the scope acts for: its writes are remembered under this id (sticking).
+    user_id: int | None = None
 
 
 _state: ContextVar[RoutingState | None] = ContextVar("db_routing_state", default=None)

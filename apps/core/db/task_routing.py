@@ -3,7 +3,8 @@
 ``before_task_publish`` puts the enqueuing scope's token (brought up to date with its
 committed writes) into the message headers; ``task_prerun`` opens the task's own
 routing scope from it and ``task_postrun`` closes it, so a task enqueued on commit
-after a write never reads a replica that has not replayed that write.
+after a write never reads a replica that has not replayed that write. A task acting for
+a user (``sticking.act_for_user``) leaves its write position under that user.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from apps.core.db.lsn import format_lsn, parse_lsn, settle_read_after
 from apps.core.db.state import current_state, enter_scope, exit_scope
+from apps.core.db.sticking import remember_writes
 
 READ_AFTER_TASK_HEADER = "read_after"
 # An attribute of ours on Celery's task request, namespaced.
@@ -48,7 +50,12 @@ def close_task_scope(task: Any = None, **kwargs: Any) -> None:
     scope = getattr(task.request, _SCOPE_ATTRIBUTE, None) if task is not None else None
     if scope is not None:
         setattr(task.request, _SCOPE_ATTRIBUTE, None)
-        exit_scope(scope)
+        state = current_state()
+        try:
+            if state is not None:
+                remember_writes(state)
+        finally:
+            exit_scope(scope)
 
 
 def connect_task_signals() -> None:

@@ -156,3 +156,13 @@ def replicated(alias: str, what: str = "replication", timeout: float = 30.0) -> 
     """Wait until the monitor has seen ``alias`` replay past the primary's position now."""
     target = primary_lsn()
     wait_for(lambda: (monitor.status(alias).replay_lsn or -1) >= target, timeout, what)
+
+
+@contextmanager
+def caught_up_replica(alias: str) -> Iterator[str]:
+    """Point ``alias`` at the suite's first replica, once it has caught up; yield its URL."""
+    url = replica_urls()[0]
+    with live_replica(alias, url):
+        caught_up = primary_lsn()
+        wait_for(lambda: monitor.usable(alias, caught_up), what="the replica catching up")
+        yield url

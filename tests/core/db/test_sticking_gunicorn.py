@@ -1,0 +1,234 @@
+"""Read-your-writes for a token client that sends nothing back, across 4 gunicorn workers.
+
+The workers read a real streaming replica whose replay the test pauses; the user's write
+position is shared through a Redis of the test's own, which it may also freeze.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from django.conf import settings
+
+from apps.core.db.health import monitor
+from apps.core.db.lsn import parse_lsn
+from apps.orders.models import Product
+from apps.users.models import User
+from apps.users.services import token_create
+from deploy.local.processes import free_port, stop_group, wait_until
+from deploy.local.servers import Servers
+from tests.core.db.live import (
+    caught_up_replica,
+    replay_paused,
+    replica_test_db_url,
+    replicated,
+    wait_for,
+)
+from tests.factories import PASSWORD, ProductFactory, UserFactory
+from tests.ratelimit.test_gunicorn import database_url_of_the_test_db
+
+ROOT = Path(__file__).resolve().parents[3]
+ALIAS = "replica_1"
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", ALIAS])
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class Server:
+    port: int
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def call(self, method: str, path: str, token: str | None = None, body: Any = None) -> Answer:
+        """One request on a fresh connection (so the workers share them out), no cookies."""
+        headers = {"Connection": "close", "Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Token {token}"
+        if method == "POST":
+            headers["Idempotency-Key"] = uuid.uuid4().hex
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            payload = json.dumps(body) if body is not None else None
+            conn.request(method, path, body=payload, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+            parsed = json.loads(raw) if raw else None
+            return Answer(response.status, dict(response.getheaders()), parsed)
+        finally:
+            conn.close()
+
+    def statuses(self, path: str, token: str | None = None, times: int = 12) -> list[int]:
+        return [self.call("GET", path, token).status for _ in range(times)]
+
+
+@dataclass
+class Redis:
+    url: str
+    pid: int
+
+
+@pytest.fixture
+def replica(settings) -> Iterator[str]:
+    # The lag bound never excludes the paused replica here: only the positions decide.
+    settings.DATABASE_REPLICA_MAX_LAG_SECONDS = 3600
+    with caught_up_replica(ALIAS) as url:
+        yield url
+
+
+@pytest.fixture
+def redis() -> Iterator[Redis]:
+    servers = Servers()
+    try:
+        url = servers.start_redis()
+        yield Redis(url, servers.processes[-1].popen.pid)
+    finally:
+        servers.stop()
+
+
+@pytest.fixture
+def server(replica: str, redis: Redis, tmp_path: Path) -> Iterator[Server]:
+    """The project on deploy/gunicorn.conf.py, 4 workers, the test database and replica."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_of_the_test_db(),
+        "DATABASE_REPLICA_URLS": replica_test_db_url(replica),
+        "DATABASE_REPLICA_MAX_LAG_SECONDS": "3600",
+        "DATABASE_REPLICA_CHECK_INTERVAL_MS": "100",
+        # The cache, and with it the sticking store, on the Redis this test may freeze;
+        # the rate limiter on the suite's.
+        "REDIS_URL": redis.url,
+        "RATELIMIT_REDIS_URL": settings.RATELIMIT_REDIS_URL,
+        "RATELIMIT_KEY_PREFIX": settings.RATELIMIT_KEY_PREFIX,
+        "RATELIMIT_OVERRIDES": "api=1000000/60",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "ACCESS_LOG_LEVEL": "WARNING",
+        "GUNICORN_LOG_LEVEL": "warning",
+    }
+    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    log = tmp_path / "gunicorn.log"
+    command = [
+        sys.executable, "-m", "gunicorn",
+        "--config", str(ROOT / "deploy" / "gunicorn.conf.py"),
+        "--workers", "4",
+        "--bind", f"127.0.0.1:{port}",
+        "config.wsgi:application",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        popen = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    running = Server(port, popen, log)
+
+    def ready() -> bool:
+        assert popen.poll() is None, log.read_text()
+        try:
+            return running.call("GET", "/healthz").status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(ready, 60, "gunicorn")
+        yield running
+    finally:
+        stop_group(popen, 15)
+
+
+def _signed_in(server: Server, name: str) -> str:
+    """Return a token of a new user whose first request (a ``last_active`` write) is done."""
+    user = cast(User, UserFactory(username=f"{name}-{uuid.uuid4().hex[:8]}"))
+    token = token_create(username=user.username, password=PASSWORD)
+    assert server.call("GET", "/api/v1/users/me", token).status == 200
+    return token
+
+
+def test_a_token_client_sending_nothing_back_reads_its_writes_on_every_worker(server, replica):
+    alice, bob = _signed_in(server, "alice"), _signed_in(server, "bob")
+    stock = cast(Product, ProductFactory(stock=100))
+    replicated(ALIAS, "replication of the users and the product")
+
+    with replay_paused(replica):
+        # Committed on the primary only, before Alice's writes below.
+        unseen = cast(Product, ProductFactory())
+        order = server.call(
+            "POST", "/api/v1/orders", alice, {"items": [{"product_id": stock.pk, "quantity": 1}]}
+        )
+        assert order.status == 201, order.body
+        patched = server.call("PATCH", "/api/v1/users/me", alice, {"display_name": "Alice New"})
+        assert patched.status == 200, patched.body
+        order_id = order.body["id"]
+
+        assert server.statuses(f"/api/v1/orders/{order_id}", alice) == [200] * 12
+        listed = [server.call("GET", "/api/v1/orders", alice) for _ in range(12)]
+        assert [[o["id"] for o in a.body["results"]] for a in listed] == [[order_id]] * 12
+        profiles = [server.call("GET", "/api/v1/users/me", alice) for _ in range(12)]
+        assert {a.body["display_name"] for a in profiles} == {"Alice New"}
+        # Alice reads the primary, whatever she asks for; Bob, who wrote nothing, the
+        # replica, which has not replayed the product.
+        assert server.statuses(f"/api/v1/products/{unseen.pk}", alice) == [200] * 12
+        assert server.statuses(f"/api/v1/products/{unseen.pk}", bob) == [404] * 12
+
+    position = parse_lsn(patched.headers["X-Read-After"])
+    assert position is not None
+    wait_for(
+        lambda: (monitor.status(ALIAS).replay_lsn or 0) >= position,
+        what="the replica replaying past Alice's writes",
+    )
+    with replay_paused(replica):
+        later = cast(Product, ProductFactory())
+        # Once every worker's probe has seen the replay, Alice reads the replica again.
+        wait_until(
+            lambda: server.statuses(f"/api/v1/products/{later.pk}", alice) == [404] * 12,
+            30,
+            "Alice's reads returning to the replica",
+        )
+
+
+def test_with_redis_unreachable_a_users_reads_go_to_the_primary_without_a_5xx(
+    server, replica, redis
+):
+    alice = _signed_in(server, "alice")
+    replicated(ALIAS, "replication of the user")
+    with replay_paused(replica):
+        unseen = cast(Product, ProductFactory())
+        assert server.statuses(f"/api/v1/products/{unseen.pk}", alice, times=4) == [404] * 4
+        os.kill(redis.pid, signal.SIGSTOP)  # Redis hangs: connections open, no answers
+        try:
+            during = server.statuses(f"/api/v1/products/{unseen.pk}", alice)
+            anonymous = server.statuses(f"/api/v1/products/{unseen.pk}", times=4)
+        finally:
+            os.kill(redis.pid, signal.SIGCONT)
+    assert during == [200] * 12
+    # An anonymous client has no position to lose: it reads the replica.
+    assert anonymous == [404] * 4
+
+
+def test_a_token_made_while_the_replica_lags_is_accepted_at_once(server, replica):
+    # Signed up through the server, so its password hash is the server's kind.
+    name = f"carol-{uuid.uuid4().hex[:8]}"
+    credentials = {"username": name, "password": PASSWORD}
+    signup = server.call("POST", "/api/v1/users", body={**credentials, "email": f"{name}@x.test"})
+    assert signup.status == 201, signup.body
+    replicated(ALIAS, "replication of the user")
+    with replay_paused(replica):
+        made = server.call("POST", "/api/v1/auth/token", body=credentials)
+        assert made.status == 200, made.body
+        assert server.statuses("/api/v1/users/me", made.body["token"], times=8) == [200] * 8
