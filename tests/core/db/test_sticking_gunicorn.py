@@ -36,7 +36,7 @@ from tests.core.db.live import (
     wait_for,
 )
 from tests.factories import PASSWORD, ProductFactory, UserFactory
-from tests.ratelimit.test_gunicorn import database_url_of_the_test_db
+from tests.gunicorn import database_url_of_the_test_db
 
 ROOT = Path(__file__).resolve().parents[3]
 ALIAS = "replica_1"
