@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db import router
 from drf_spectacular.authentication import SessionScheme as SpectacularSessionScheme
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -14,7 +15,11 @@ from apps.users.tokens import token_digest
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
-    """DRF's token scheme, looking tokens up by digest so a database leak leaks none."""
+    """DRF's token scheme, looking tokens up by digest so a database leak leaks none.
+
+    The lookup reads the primary, never a replica or a cache: a token revoked or expired
+    a moment ago is refused by every process from the next request on.
+    """
 
     def authenticate(self, request: Request) -> tuple[User, Any] | None:
         """Return None at once for a request without an ``Authorization`` header.
@@ -26,10 +31,14 @@ class TokenAuthentication(authentication.TokenAuthentication):
             return None
         return super().authenticate(request)
 
-    def authenticate_credentials(self, key: str) -> tuple[User, Any]:
-        token = AuthToken.objects.select_related("user").filter(digest=token_digest(key)).first()
+    def authenticate_credentials(self, key: str) -> tuple[User, AuthToken]:
+        primary = router.db_for_write(AuthToken)
+        tokens = AuthToken.objects.using(primary).select_related("user")
+        token = tokens.filter(digest=token_digest(key)).first()
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid token.")
+        if token.is_expired():
+            raise exceptions.AuthenticationFailed("Token has expired; log in again.")
         return token.user, token
 
 
