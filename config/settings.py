@@ -184,6 +184,11 @@ WAREHOUSE_WEBHOOK_URL = env_str("WAREHOUSE_WEBHOOK_URL")
 RATELIMIT_OVERRIDES = parse_ratelimit_overrides(env_str("RATELIMIT_OVERRIDES"))
 # How often a user's `last_active` may be written at most.
 USER_LAST_ACTIVE_INTERVAL_SECONDS = env_int("USER_LAST_ACTIVE_INTERVAL_SECONDS", 300, minimum=1)
+# API tokens: lifetime, live tokens per user (the oldest goes first), and how often a
+# token's `last_used_at` may be written at most.
+AUTH_TOKEN_TTL_SECONDS = env_int("AUTH_TOKEN_TTL_SECONDS", 7 * 24 * 3600, minimum=1)
+AUTH_TOKENS_PER_USER = env_int("AUTH_TOKENS_PER_USER", 10, minimum=1)
+AUTH_TOKEN_LAST_USED_INTERVAL_SECONDS = 60
 # A request body above this size is answered 413 before it is read.
 REQUEST_BODY_MAX_BYTES = 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from apps.core.http import views as core_views
 from apps.observability import views as observability_views
+from apps.ratelimit.admin_login import admin_login
 
 api_v1 = [
     path("", include("apps.users.urls")),
@@ -16,6 +17,8 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", core_views.ApiDocsView.as_view(url_name="schema"), name="docs"),
+    # Before the admin's own routes: its login path, under the login rate limit.
+    path("admin/login/", admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("healthz", observability_views.healthz, name="healthz"),
     path("readyz", observability_views.readyz, name="readyz"),

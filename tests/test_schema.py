@@ -27,6 +27,7 @@ from tests.factories import PASSWORD, ProductFactory, UserFactory
 CONTRACT_PATHS = {
     "/api/v1/users",
     "/api/v1/auth/token",
+    "/api/v1/auth/tokens",
     "/api/v1/users/me",
     "/api/v1/users/{user_id}",
     "/api/v1/products",
@@ -45,6 +46,8 @@ def test_schema_is_openapi_3_and_describes_the_contract(client):
     assert schema["openapi"].startswith("3.")
     assert set(schema["paths"]) == CONTRACT_PATHS
     assert set(schema["paths"]["/api/v1/orders"]) == {"get", "post"}
+    assert set(schema["paths"]["/api/v1/auth/token"]) == {"post", "delete"}
+    assert set(schema["paths"]["/api/v1/auth/tokens"]) == {"delete"}
     header = next(
         p for p in schema["paths"]["/api/v1/orders"]["post"]["parameters"] if p["in"] == "header"
     )

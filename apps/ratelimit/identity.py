@@ -75,7 +75,11 @@ def _client_ip(remote: str, forwarded: str, trusted: tuple[str, ...]) -> str:
     return remote
 
 
-def _username(request: HttpRequest | Request) -> str:
+def login_username(request: HttpRequest | Request) -> str:
+    """Return the username a login request names: trimmed, case-folded, bounded.
+
+    Case-folded so that ``Admin`` and ``admin`` count against one limit.
+    """
     data: Any = getattr(request, "data", None)
     if data is None:
         data = request.POST
@@ -115,7 +119,7 @@ def scope_key(scope: str, request: HttpRequest | Request) -> tuple[str, int | No
     if scope == "ip":
         return f"ip:{client_ip(request)}", user_id
     if scope == "ip_username":
-        return f"ip:{client_ip(request)}:username:{_username(request)}", user_id
+        return f"ip:{client_ip(request)}:username:{login_username(request)}", user_id
     if scope == "token":
         token = _token(request)
         return (f"token:{token}" if token else f"ip:{client_ip(request)}"), user_id

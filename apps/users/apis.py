@@ -1,4 +1,4 @@
-"""HTTP API of users: sign-up, token login, own profile, public profiles."""
+"""HTTP API of users: sign-up, token login and revocation, own profile, public profiles."""
 
 from __future__ import annotations
 
@@ -9,18 +9,35 @@ from django.core.validators import RegexValidator
 from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 
-from apps.core.http.api import RenderedByEtag, error_responses, id_path_parameter, validated
+from apps.core.http.api import (
+    RenderedByEtag,
+    error_responses,
+    id_path_parameter,
+    request_user_id,
+    validated,
+)
 from apps.core.http.fields import StrictCharField, StrictEmailField, StrictRegexField
-from apps.ratelimit.throttles import LoginRateThrottle
+from apps.ratelimit.throttles import ApiRateThrottle, LoginRateThrottle
 from apps.ratelimit.views import RateLimitedApiView
+from apps.users.authentication import TokenAuthentication
 from apps.users.cache import user_profile_get_cached
-from apps.users.models import User
+from apps.users.login_failures import login_failure_record
+from apps.users.models import AuthToken, User
 from apps.users.serializers import PublicProfileOutput
-from apps.users.services import token_create, user_create, user_update_profile
+from apps.users.services import (
+    InvalidCredentials,
+    token_create,
+    token_revoke,
+    tokens_revoke_all,
+    user_create,
+    user_update_profile,
+)
 
 # What the sign-up validators enforce, stated in the schema. drf-spectacular writes the
 # username's ``\Z`` (no trailing newline passes it) as ECMA-262's ``$``. The password's
@@ -113,6 +130,63 @@ class TokenCreateApi(RateLimitedApiView):
         data = validated(self.TokenInput, request.data)
         token = token_create(**data)
         return Response({"token": token})
+
+
+class AuthTokenApi(TokenCreateApi):
+    """``/auth/token``: the login (POST, above) and the revocation of the token sent (DELETE).
+
+    One path, two kinds of request: the login reads no credentials header and counts
+    under the ``login`` policy; the revocation needs the token (without one it is a 401)
+    and counts as an API call.
+    """
+
+    # Whether this request revokes; set before DRF asks for the authenticators.
+    revoking = False
+
+    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
+        self.revoking = request.method == "DELETE"
+        return super().initialize_request(request, *args, **kwargs)
+
+    def get_authenticators(self) -> list[BaseAuthentication]:
+        if self.revoking:
+            return [TokenAuthentication()]
+        return super().get_authenticators()
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        if self.revoking:
+            return [ApiRateThrottle()]
+        return super().get_throttles()
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, InvalidCredentials):
+            login_failure_record(endpoint="api", request=self.request)
+        return super().handle_exception(exc)
+
+    @extend_schema(
+        request=None,
+        responses={204: None, **error_responses(401)},
+        operation_id="auth_token_revoke",
+    )
+    def delete(self, request: Request) -> Response:
+        if not isinstance(request.auth, AuthToken):
+            raise exceptions.NotAuthenticated()
+        token_revoke(token=request.auth)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokensRevokeApi(RateLimitedApiView):
+    """``DELETE /auth/tokens``: log the caller out everywhere."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=None,
+        responses={204: None, **error_responses(401)},
+        operation_id="auth_tokens_revoke",
+    )
+    def delete(self, request: Request) -> Response:
+        tokens_revoke_all(user_id=request_user_id(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class OwnProfileApi(RateLimitedApiView):

@@ -9,19 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db import router
 from drf_spectacular.authentication import SessionScheme as SpectacularSessionScheme
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from apps.core.db.router import PRIMARY
-from apps.core.db.state import current_state
 from apps.core.db.sticking import follow_user
 from apps.users.models import AuthToken, User
 from apps.users.tokens import token_digest
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
-    """DRF's token scheme, looking tokens up by digest so a database leak leaks none."""
+    """DRF's token scheme, looking tokens up by digest so a database leak leaks none.
+
+    The lookup reads the primary, never a replica or a cache: a token revoked or expired
+    a moment ago is refused by every process from the next request on.
+    """
 
     def authenticate(self, request: Request) -> tuple[User, Any] | None:
         """Return None at once for a request without an ``Authorization`` header.
@@ -33,18 +36,17 @@ class TokenAuthentication(authentication.TokenAuthentication):
             return None
         return super().authenticate(request)
 
-    def authenticate_credentials(self, key: str) -> tuple[User, Any]:
-        tokens = AuthToken.objects.select_related("user").filter(digest=token_digest(key))
-        token = tokens.first()
-        state = current_state()
-        if token is None and state is not None and state.replica is not None:
-            # A token just made may not have reached the replica yet.
-            token = tokens.using(PRIMARY).first()
-        if token is not None and follow_user(token.user_id):
-            # The user row came from a replica behind the user's last write.
-            token.user.refresh_from_db()
+    def authenticate_credentials(self, key: str) -> tuple[User, AuthToken]:
+        primary = router.db_for_write(AuthToken)
+        tokens = AuthToken.objects.using(primary).select_related("user")
+        token = tokens.filter(digest=token_digest(key)).first()
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid token.")
+        if token.is_expired():
+            raise exceptions.AuthenticationFailed("Token has expired; log in again.")
+        # From here on the request's reads follow the user's writes; the user row itself
+        # came from the primary with the token.
+        follow_user(token.user_id)
         return token.user, token
 
 

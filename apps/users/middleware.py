@@ -1,4 +1,4 @@
-"""The middleware that records when an authenticated user was last seen."""
+"""The middleware that records when an authenticated user, and its token, were last seen."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ from django.http import HttpRequest, HttpResponseBase
 from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 
-from apps.users.services import user_touch_last_active
+from apps.users.models import AuthToken
+from apps.users.services import token_touch_last_used, user_touch_last_active
 
 
 class LastActiveMiddleware:
     """Refresh ``last_active`` after the view, at most once per interval per user.
+
+    The API token that authenticated the request (DRF sets it as the request's
+    ``auth``) gets its ``last_used_at`` refreshed the same way.
 
     Runs after the response is built, so a user authenticated by the API's token scheme
     (set on the request by DRF) counts as well as a session user. The in-memory check
@@ -41,4 +45,7 @@ class LastActiveMiddleware:
             interval = settings.USER_LAST_ACTIVE_INTERVAL_SECONDS
             if last is None or (timezone.now() - last).total_seconds() >= interval:
                 user_touch_last_active(user_id=user.pk)
+            token = getattr(request, "auth", None)
+            if isinstance(token, AuthToken):
+                token_touch_last_used(token=token)
         return response

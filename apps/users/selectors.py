@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import F, QuerySet
 
 from apps.users.models import User
-from apps.users.serializers import public_profile_document
+from apps.users.serializers import public_profile_document, public_profile_documents
 
 
 def user_public_profile(*, user_id: int, using: str | None = None) -> dict[str, Any] | None:
@@ -25,7 +25,7 @@ def user_public_profiles_recent(
 ) -> list[dict[str, Any]]:
     """Return public profiles of active users, most recently active first (one query)."""
     users = _public(using).order_by(F("last_active").desc(nulls_last=True), "-pk")
-    return [public_profile_document(user) for user in users[offset : offset + limit]]
+    return public_profile_documents(users[offset : offset + limit])
 
 
 def _public(using: str | None) -> QuerySet[User]:

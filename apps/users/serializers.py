@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from rest_framework import serializers
@@ -31,3 +32,12 @@ class PublicProfileOutput(serializers.ModelSerializer[User]):
 def public_profile_document(user: User) -> dict[str, Any]:
     """Return ``user``'s public profile as the API renders it (ISO dates, in order)."""
     return dict(PublicProfileOutput(user).data)
+
+
+def public_profile_documents(users: Iterable[User]) -> list[dict[str, Any]]:
+    """Return the public profiles of ``users``, in order, with one serializer for all.
+
+    A ``ModelSerializer`` builds its fields from the model each time one is made; a
+    list serializer makes them once for every user of a batch (``warm_cache``).
+    """
+    return [dict(row) for row in PublicProfileOutput(list(users), many=True).data]

@@ -62,14 +62,74 @@ def user_update_profile(
     return user
 
 
+class InvalidCredentials(InvalidInput):
+    """The username and password do not name an active user."""
+
+    default_detail = "Unable to log in with the provided credentials."
+
+
 def token_create(*, username: str, password: str) -> str:
-    """Return a new API token for valid credentials, or raise InvalidInput."""
+    """Return a new API token for valid credentials, or raise InvalidCredentials.
+
+    The token expires after ``AUTH_TOKEN_TTL_SECONDS``. The user keeps at most
+    ``AUTH_TOKENS_PER_USER`` live tokens: the oldest beyond them, and every expired one,
+    are revoked in the same transaction, under a lock of the user's row so that
+    concurrent logins cannot both keep one too many.
+    """
     user = authenticate(username=username, password=password)
     if not isinstance(user, User) or not user.is_active:
-        raise InvalidInput("Unable to log in with the provided credentials.")
+        raise InvalidCredentials()
     token = new_token()
-    AuthToken.objects.create(user=user, digest=token_digest(token))
+    now = timezone.now()
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).values_list("pk").get()
+        AuthToken.objects.create(
+            user=user,
+            digest=token_digest(token),
+            expires_at=now + timedelta(seconds=settings.AUTH_TOKEN_TTL_SECONDS),
+        )
+        tokens = AuthToken.objects.filter(user_id=user.pk)
+        kept = tokens.filter(expires_at__gt=now).order_by("-created_at", "-pk")
+        kept_ids = list(kept.values_list("pk", flat=True)[: settings.AUTH_TOKENS_PER_USER])
+        tokens.exclude(pk__in=kept_ids).delete()
     return token
+
+
+def token_revoke(*, token: AuthToken) -> None:
+    """Revoke one token: every process refuses it from the next request on."""
+    AuthToken.objects.filter(pk=token.pk).delete()
+
+
+def tokens_revoke(*, token_ids: list[int]) -> int:
+    """Revoke the tokens with these ids; return how many there were."""
+    deleted, _ = AuthToken.objects.filter(pk__in=token_ids).delete()
+    return deleted
+
+
+def tokens_revoke_all(*, user_id: int) -> int:
+    """Revoke every token of the user; return how many there were."""
+    deleted, _ = AuthToken.objects.filter(user_id=user_id).delete()
+    return deleted
+
+
+def token_touch_last_used(*, token: AuthToken) -> bool:
+    """Record the token's use, writing at most once per interval; return whether it wrote.
+
+    The conditional UPDATE makes concurrent requests with one token write once; the
+    in-memory check skips it for a token used within the interval.
+    """
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.AUTH_TOKEN_LAST_USED_INTERVAL_SECONDS)
+    if token.last_used_at is not None and token.last_used_at >= stale_before:
+        return False
+    updated = (
+        AuthToken.objects.filter(pk=token.pk)
+        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before))
+        .update(last_used_at=now)
+    )
+    if updated:
+        token.last_used_at = now
+    return updated == 1
 
 
 def user_touch_last_active(*, user_id: int) -> bool:

@@ -64,7 +64,8 @@ def test_with_redis_stopped_the_api_passes_login_refuses_and_both_recover(
     assert api_up["RateLimit"].startswith('"default";r=')
 
 
-def test_a_paused_redis_costs_one_short_timeout_then_nothing(private_redis, set_policy):
+def test_a_paused_redis_costs_one_short_timeout_then_nothing(private_redis, set_policy, settings):
+    settings.RATELIMIT_REDIS_TIMEOUT_MS = 50
     set_policy("open", limit=5, window=60, algorithm="gcra", fail_open=True)
     assert hit("open", "k").allowed
     private_redis.pause()

@@ -32,6 +32,7 @@ def gunicorn(transactional_db, tmp_path) -> Iterator[Gunicorn]:
         "RATELIMIT_KEY_PREFIX": settings.RATELIMIT_KEY_PREFIX,
         "RATELIMIT_OVERRIDES": "api=100/60",
         "RATELIMIT_OVERRIDE_CACHE_SECONDS": "1",
+        "RATELIMIT_REDIS_TIMEOUT_MS": str(settings.RATELIMIT_REDIS_TIMEOUT_MS),
     }
     with serving(tmp_path, env) as server:
         yield server
