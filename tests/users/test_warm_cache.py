@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -25,6 +25,7 @@ from apps.users.cache import (
 from apps.users.models import User
 from apps.users.selectors import user_public_profile
 from apps.users.services import user_update_profile
+from deploy.local.processes import free_port
 from tests.core.cache.nodes import TEST_CONFIG
 from tests.factories import UserFactory
 
@@ -190,3 +191,12 @@ def test_invalidation_message_has_the_contract_shape(counted):
 
     assert message is not None
     assert json.loads(message["data"]) == {"type": "user", "id": 7}
+
+
+def test_warm_cache_against_a_redis_that_does_not_answer_stops_with_a_clear_error():
+    _user()
+    dead = Redis(port=free_port(), socket_connect_timeout=0.2, socket_timeout=0.2)
+    with use_tiered_cache(TieredCache(dead, TEST_CONFIG)), pytest.raises(CommandError) as stopped:
+        call_command("warm_cache", stdout=io.StringIO())
+
+    assert "Redis did not take a batch after 3 attempts" in str(stopped.value)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
@@ -40,7 +43,7 @@ class Command(BaseCommand):
         warmer = None if dry_run else Warmer(cache, kind=USER_CACHE_KIND, ttl=ttl)
         started = time.perf_counter()
         if warmer is not None:
-            warmer.begin()
+            _with_retry(warmer.begin)
         read = 0
         with tqdm(
             total=limit, unit="user", disable=not self.stdout.isatty(), leave=False
@@ -52,7 +55,8 @@ class Command(BaseCommand):
                     using=settings.CACHE_FILL_DATABASE,
                 )
                 if warmer is not None:
-                    warmer.store((p["id"], user_profile_cache_document(p)) for p in profiles)
+                    documents = [(p["id"], user_profile_cache_document(p)) for p in profiles]
+                    _with_retry(partial(warmer.store, documents))
                 read += len(profiles)
                 progress.update(len(profiles))
                 if len(profiles) < batch_size:
@@ -74,3 +78,21 @@ class Command(BaseCommand):
                 f"{stats.refused} changed meanwhile and left for the next read"
             )
         )
+
+
+def _with_retry(send: Callable[[], None], attempts: int = 3) -> None:
+    """Send one pipeline, again if Redis did not answer in time; then give up clearly.
+
+    A batch is safe to send twice: the warm script never overwrites a newer value.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            send()
+        except redis.RedisError as exc:
+            if attempt == attempts:
+                raise CommandError(
+                    f"Redis did not take a batch after {attempts} attempts ({exc}); what "
+                    "was stored stays, and running warm_cache again is safe."
+                ) from exc
+        else:
+            return
