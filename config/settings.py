@@ -76,6 +76,8 @@ DJANGO_SERVE_STATIC = env_bool("DJANGO_SERVE_STATIC", default=False)
 MIDDLEWARE = [
     # Outermost, so the request's time covers every other middleware.
     *(["apps.observability.middleware.MetricsMiddleware"] if OBSERVABILITY_MIDDLEWARE else []),
+    # Before anything asks the request's host or scheme.
+    "apps.core.http.proxies.ForwardedHeadersMiddleware",
     "apps.core.http.middleware.RequestIdMiddleware",
     # Inside the request id, so the access line carries it.
     *(["apps.observability.middleware.AccessLogMiddleware"] if OBSERVABILITY_MIDDLEWARE else []),
@@ -337,6 +339,8 @@ CACHE_PENDING_SWEEP_SECONDS = 5
 # Public profile: Redis TTL, and how long browsers and shared caches may reuse it.
 USER_PROFILE_CACHE_TTL_SECONDS = 3600
 USER_PROFILE_HTTP_MAX_AGE_SECONDS = env_int("USER_PROFILE_HTTP_MAX_AGE_SECONDS", 5)
+# Product list and detail: how long the edge may reuse them (browsers: not at all).
+PRODUCT_HTTP_MAX_AGE_SECONDS = env_int("PRODUCT_HTTP_MAX_AGE_SECONDS", 5)
 # Where cache fills read: the primary, so a lagging replica never feeds the cache.
 CACHE_FILL_DATABASE = "default"
 
@@ -457,6 +461,10 @@ RATELIMIT_KEY_PREFIX = env_str("RATELIMIT_KEY_PREFIX", "rl")
 # Addresses or CIDR ranges whose X-Forwarded-For is believed (nginx in the stack).
 # Empty by default: a client talking to gunicorn directly cannot pick its identity.
 RATELIMIT_TRUSTED_PROXIES = env_list("RATELIMIT_TRUSTED_PROXIES")
+# The client's host and port behind those proxies (ForwardedHeadersMiddleware drops the
+# headers of any other peer), so absolute URLs lead back through the proxy.
+USE_X_FORWARDED_HOST = True
+USE_X_FORWARDED_PORT = True
 # How stale a process's copy of the admin's per-user overrides may be.
 RATELIMIT_OVERRIDE_CACHE_SECONDS = env_int("RATELIMIT_OVERRIDE_CACHE_SECONDS", 5)
 # The contract's policies. Both use the exact sliding-window log: "100 per 60 s" means

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -77,7 +78,9 @@ class ProductListApi(RateLimitedApiView):
     def get(self, request: Request) -> Response:
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(product_list(), request, view=self)
-        return paginator.get_paginated_response(ProductOutput(page, many=True).data)
+        response = paginator.get_paginated_response(ProductOutput(page, many=True).data)
+        response["Cache-Control"] = catalogue_cache_control()
+        return response
 
 
 class ProductDetailApi(RateLimitedApiView):
@@ -89,7 +92,19 @@ class ProductDetailApi(RateLimitedApiView):
         operation_id="products_retrieve",
     )
     def get(self, request: Request, product_id: int) -> Response:
-        return Response(ProductOutput(product_get(product_id=product_id)).data)
+        product = product_get(product_id=product_id)
+        return Response(
+            ProductOutput(product).data, headers={"Cache-Control": catalogue_cache_control()}
+        )
+
+
+def catalogue_cache_control() -> str:
+    """Return the ``Cache-Control`` of the product list and detail."""
+    # The edge cannot be told that a price or stock changed, so its copy lives only
+    # s-maxage seconds and is never served stale (deploy/nginx/nginx.conf). nginx sends
+    # no Age, so browsers get max-age=0: a copy of a copy would double the bound.
+    max_age = settings.PRODUCT_HTTP_MAX_AGE_SECONDS
+    return f"public, max-age=0, s-maxage={max_age}"
 
 
 class OrdersApi(RateLimitedApiView):

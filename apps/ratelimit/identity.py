@@ -13,27 +13,10 @@ from django.http import HttpRequest
 from django.utils.module_loading import import_string
 from rest_framework.request import Request
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from apps.core.http.proxies import is_trusted as _is_trusted
+from apps.core.http.proxies import networks as _networks
+
 USERNAME_MAX_LENGTH = 150
-
-
-@lru_cache(maxsize=8)
-def _networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
-
-
-def trusted_networks() -> tuple[IPNetwork, ...]:
-    """Return the networks of ``RATELIMIT_TRUSTED_PROXIES`` (addresses or CIDR ranges)."""
-    entries: Sequence[str] = settings.RATELIMIT_TRUSTED_PROXIES
-    return _networks(tuple(entries))
-
-
-def _is_trusted(address: str, networks: tuple[IPNetwork, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in networks)
 
 
 def client_ip(request: HttpRequest | Request) -> str:

@@ -23,7 +23,7 @@ from honcho.printer import Printer  # type: ignore[import-untyped]
 from deploy.local import rabbitmq
 from deploy.local.postgres import owned_dir, run_as
 from deploy.local.processes import ServerError, port_open
-from deploy.stack.layout import ROOT, Layout, StackError
+from deploy.stack.layout import ROOT, Layout, StackError, run
 from deploy.stack.services import app_env, services
 from deploy.stack.supervise import alive, read_records
 
@@ -117,6 +117,7 @@ def _prepare(layout: Layout) -> None:
     layout.var.mkdir(parents=True, exist_ok=True)
     # Servers running as other users (postgres, rabbitmq) must reach their directories.
     layout.var.chmod(0o755)
+    _refuse_data_postgres_cannot_reach(layout)
     layout.run_dir.mkdir(parents=True, exist_ok=True)
     for name in ("postgres", "replica"):
         owned_dir(layout.postgres_home(name))
@@ -131,6 +132,21 @@ def _prepare(layout: Layout) -> None:
     for process in ("worker", *(f"web{i}" for i, _ in enumerate(layout.web_ports, 1))):
         layout.metrics_dir(process).mkdir(parents=True, exist_ok=True)
     _write_nginx(layout)
+
+
+def _refuse_data_postgres_cannot_reach(layout: Layout) -> None:
+    """Stop before initdb when PostgreSQL's user cannot enter the var directory.
+
+    As root the servers run as ``postgres``; a checkout under a closed home (``0700``)
+    would otherwise fail deep inside initdb with a bare "Permission denied".
+    """
+    user = run_as()
+    if user and run(["test", "-x", str(layout.var)], user=user, check=False).returncode:
+        raise StackError(
+            f"the {user} user cannot enter {layout.var} (a parent directory is closed to "
+            f"it); set STACK_VAR_DIR to a directory it can reach, e.g. "
+            f"STACK_VAR_DIR=/var/tmp/highscale-stack make stack"
+        )
 
 
 def _write_pgbouncer(layout: Layout, name: str, server_port: int) -> None:

@@ -17,12 +17,15 @@
 // Environment (all optional; see also lib/config.js for BASE_URL, DEMO_USERS, P95_MS, ...):
 //   START_RPS      rate of the first step (default 10)
 //   STEP_RPS       added per step (default 10)
-//   STEPS          number of steps at most (default 20)
+//   STEPS          number of steps at most (default 50: up to 500 RPS with the defaults)
 //   STEP_SECONDS   how long each step holds its rate (default 20)
 //   RAMP_SECONDS   ramp from one step's rate to the next (default 2)
 //   MAX_VUS        most concurrent requests k6 may have in flight (default 300)
 //   ORDER_SHARE    fraction of requests that are orders (default 0.2)
 //   MIN_ACHIEVED   share of a step's planned requests it must make to hold (default 0.95)
+//   SETUP_SECONDS  time allowed for setup() (logging in DEMO_USERS) before any step may
+//                  abort the run (default 30); a step broken earlier still counts as broken
+//   SETTLE_SECONDS requests a step makes before its thresholds may abort (default 5 s)
 
 import exec from "k6/execution";
 import http from "k6/http";
@@ -32,7 +35,7 @@ import { auth, discover, login } from "./lib/api.js";
 
 const START_RPS = Number(__ENV.START_RPS || 10);
 const STEP_RPS = Number(__ENV.STEP_RPS || 10);
-const STEPS = Number(__ENV.STEPS || 20);
+const STEPS = Number(__ENV.STEPS || 50);
 const STEP_SECONDS = Number(__ENV.STEP_SECONDS || 20);
 const RAMP_SECONDS = Number(__ENV.RAMP_SECONDS || 2);
 const MAX_VUS = Number(__ENV.MAX_VUS || 300);
@@ -40,6 +43,8 @@ const ORDER_SHARE = Number(__ENV.ORDER_SHARE === undefined ? 0.2 : __ENV.ORDER_S
 const P95_MS = Number(__ENV.P95_MS || 200);
 const MAX_FAILED_RATE = Number(__ENV.MAX_FAILED_RATE || 0.01);
 const MIN_ACHIEVED = Number(__ENV.MIN_ACHIEVED || 0.95);
+const SETUP_SECONDS = Number(__ENV.SETUP_SECONDS || 30);
+const SETTLE_SECONDS = Number(__ENV.SETTLE_SECONDS || 5);
 const CAPACITY_JSON = __ENV.CAPACITY_JSON || "var/loadtest/capacity.json";
 const RAW_SUMMARY_JSON = __ENV.SUMMARY_JSON
   ? SUMMARY_JSON
@@ -76,8 +81,13 @@ function plannedRequests(step) {
 function thresholds() {
   const list = {};
   for (let step = 1; step <= STEPS; step++) {
-    list[`http_req_duration{step:${step}}`] = [{ threshold: `p(95)<${P95_MS}`, abortOnFail: true }];
-    list[`http_req_failed{step:${step}}`] = [{ threshold: `rate<${MAX_FAILED_RATE}`, abortOnFail: true }];
+    // A step may abort the run only once it has had SETTLE_SECONDS of requests, not on its
+    // first handful. k6 counts the delay from the start of the test, setup() included.
+    const delay = SETUP_SECONDS + ((step - 1) * STEP_MS) / 1000 + Math.min(SETTLE_SECONDS, STEP_SECONDS);
+    const delayAbortEval = `${Math.round(delay)}s`;
+    const abort = { abortOnFail: true, delayAbortEval };
+    list[`http_req_duration{step:${step}}`] = [{ threshold: `p(95)<${P95_MS}`, ...abort }];
+    list[`http_req_failed{step:${step}}`] = [{ threshold: `rate<${MAX_FAILED_RATE}`, ...abort }];
     // Never fails: it only makes k6 keep the step's request count for the summary.
     list[`http_reqs{step:${step}}`] = ["count>=0"];
   }

@@ -47,6 +47,12 @@ def test_shipped_config_passes_nginx_t(tmp_path: Path) -> None:
 
 class Upstream(ThreadingHTTPServer):
     seen: list[dict[str, str]]
+    # Answer 502 to everything (an app that fails).
+    failing: bool
+    # Requests to /slow in the app at once, and the most seen together.
+    in_flight: int
+    most_in_flight: int
+    changed: threading.Condition
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -57,14 +63,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.seen.append(
             {"path": self.path, **{k.lower(): v for k, v in self.headers.items()}}
         )
+        if self.path == "/slow":
+            self._wait_for_company()
         body = b'{"ok": true}'
-        self.send_response(200)
+        self.send_response(502 if self.server.failing else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         if self.path.startswith("/api/v1/users/"):
             self.send_header("Cache-Control", "public, max-age=5, s-maxage=5")
+        if self.path.startswith("/api/v1/products/"):
+            self.send_header("Cache-Control", "public, max-age=0, s-maxage=1")
         self.end_headers()
         self.wfile.write(body)
+
+    def _wait_for_company(self) -> None:
+        """Hold the request until a second one is in the app too, for at most 1 s."""
+        with self.server.changed:
+            self.server.in_flight += 1
+            self.server.most_in_flight = max(self.server.most_in_flight, self.server.in_flight)
+            self.server.changed.notify_all()
+            self.server.changed.wait_for(lambda: self.server.in_flight >= 2, timeout=1)
+        with self.server.changed:
+            self.server.in_flight -= 1
 
     def log_message(self, *args: Any) -> None:
         return None
@@ -75,6 +95,9 @@ def edge(tmp_path: Path) -> Iterator[tuple[int, Upstream]]:
     """Run nginx with the shipped config on a free port before one recording upstream."""
     upstream = Upstream(("127.0.0.1", 0), _Handler)
     upstream.seen = []
+    upstream.failing = False
+    upstream.in_flight = upstream.most_in_flight = 0
+    upstream.changed = threading.Condition()
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     up_port = upstream.server_address[1]
     port = free_port()
@@ -191,3 +214,58 @@ def test_metrics_answer_from_loopback(edge: tuple[int, Upstream]) -> None:
     port, _ = edge
 
     assert _get(port, "/metrics")[0] == 200
+
+
+def test_the_app_sees_the_host_and_port_the_client_used(edge: tuple[int, Upstream]) -> None:
+    port, upstream = edge
+
+    _get(port, "/api/v1/orders", {"Host": f"127.0.0.1:{port}"})
+    _get(port, "/api/v1/orders", {"Host": f"localhost:{port}", "X-Forwarded-Host": "evil:1"})
+
+    assert port != 80
+    assert upstream.seen[-2]["host"] == f"127.0.0.1:{port}"
+    assert upstream.seen[-2]["x-forwarded-host"] == f"127.0.0.1:{port}"
+    assert upstream.seen[-1]["host"] == f"localhost:{port}"
+    assert upstream.seen[-1]["x-forwarded-host"] == f"localhost:{port}"
+
+
+def test_each_host_and_port_has_its_own_micro_cache_entry(edge: tuple[int, Upstream]) -> None:
+    port, upstream = edge
+
+    one = _get(port, "/api/v1/users/9", {"Host": f"127.0.0.1:{port}"})[1]
+    other = _get(port, "/api/v1/users/9", {"Host": f"localhost:{port}"})[1]
+    again = _get(port, "/api/v1/users/9", {"Host": f"localhost:{port}"})[1]
+
+    assert [one["x-cache-status"], other["x-cache-status"]] == ["MISS", "MISS"]
+    assert again["x-cache-status"] == "HIT"
+    hosts = [seen["host"] for seen in upstream.seen[-2:]]
+    assert hosts == [f"127.0.0.1:{port}", f"localhost:{port}"]
+
+
+def test_concurrent_requests_for_an_uncacheable_url_reach_the_app_together(
+    edge: tuple[int, Upstream],
+) -> None:
+    port, upstream = edge
+    threads = [threading.Thread(target=_get, args=(port, "/slow")) for _ in range(2)]
+
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert upstream.most_in_flight == 2
+
+
+def test_an_expired_catalogue_answer_is_never_served_stale(edge: tuple[int, Upstream]) -> None:
+    port, upstream = edge
+    first = _get(port, "/api/v1/products/5")[1]
+    assert _get(port, "/api/v1/products/5")[1]["x-cache-status"] == "HIT"
+    upstream.failing = True
+
+    # The entry expires after its s-maxage (1 s); then the app's failure shows.
+    wait_until(lambda: _get(port, "/api/v1/products/5")[1]["x-cache-status"] != "HIT", 10, "expiry")
+    status, headers = _get(port, "/api/v1/products/5")
+
+    assert first["x-cache-status"] == "MISS"
+    assert status == 502
+    assert headers["x-cache-status"] != "STALE"

@@ -233,12 +233,9 @@ def _transactions(stack: Stack) -> int:
     return int(rows[0]["total_xact_count"]) if rows else 0
 
 
-def test_the_launcher_refuses_a_busy_port_before_starting_anything(tmp_path: Path) -> None:
-    redis_port = os.environ["REDIS_URL"].rsplit(":", 1)[1].split("/")[0]
-    env = {key: value for key, value in os.environ.items() if key not in APP_VARIABLES}
-    env.update(STACK_VAR_DIR=str(tmp_path / "var"), STACK_NGINX_PORT=redis_port)
-
-    result = subprocess.run(
+def _launch(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the launcher the way `make stack` does, for a run expected to stop at once."""
+    return subprocess.run(
         [str(ROOT / ".venv" / "bin" / "python"), "-m", "deploy.stack"],
         cwd=ROOT,
         env=env,
@@ -247,9 +244,42 @@ def test_the_launcher_refuses_a_busy_port_before_starting_anything(tmp_path: Pat
         timeout=60,
     )
 
+
+def _launcher_env() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if key not in APP_VARIABLES}
+
+
+def test_the_launcher_refuses_a_busy_port_before_starting_anything(tmp_path: Path) -> None:
+    redis_port = os.environ["REDIS_URL"].rsplit(":", 1)[1].split("/")[0]
+    env = _launcher_env()
+    env.update(STACK_VAR_DIR=str(tmp_path / "var"), STACK_NGINX_PORT=redis_port)
+
+    result = _launch(env)
+
     assert result.returncode == 2
     assert f"ports already in use: STACK_NGINX_PORT={redis_port}" in result.stderr
     assert not (tmp_path / "var" / "postgres").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="PostgreSQL runs as another user only as root")
+def test_the_launcher_stops_with_one_line_when_postgres_cannot_reach_the_data(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    env = _launcher_env()
+    env.update({name: str(free_port()) for name in PORT_VARIABLES})
+    env.update(STACK_VAR_DIR=str(home / "checkout" / "var"), STACK_WEB_PORTS=str(free_port()))
+
+    result = _launch(env)
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"make stack: the postgres user cannot enter {home}/checkout/var (a parent directory "
+        "is closed to it); set STACK_VAR_DIR to a directory it can reach, e.g. "
+        "STACK_VAR_DIR=/var/tmp/highscale-stack make stack"
+    ]
+    assert not (home / "checkout" / "var" / "postgres").exists()
 
 
 def test_an_order_goes_through_nginx_gunicorn_pgbouncer_and_the_worker(stack: Stack) -> None:
@@ -321,6 +351,28 @@ def test_the_public_profile_is_served_from_the_edge_the_second_time(stack: Stack
     # Anything with credentials bypasses the edge and reaches the app (here: a bad token).
     assert authed.headers["X-Cache-Status"] == "BYPASS"
     assert authed.status_code == 401
+
+
+def test_the_next_link_through_nginx_keeps_the_port_the_client_used(stack: Stack) -> None:
+    page = requests.get(f"{stack.url}/api/v1/products", params={"limit": 1}, timeout=10)
+    link = page.json()["next"]
+    followed = requests.get(link, timeout=10)
+
+    assert stack.ports["STACK_NGINX_PORT"] != 80
+    assert link.startswith(f"{stack.url}/api/v1/products?cursor=")
+    assert followed.status_code == 200
+    assert followed.json()["results"][0]["id"] > page.json()["results"][0]["id"]
+
+
+def test_the_catalogue_is_served_from_the_edge_for_its_short_max_age(stack: Stack) -> None:
+    path = f"{stack.url}/api/v1/products/3"
+
+    first = requests.get(path, timeout=10)
+    second = requests.get(path, timeout=10)
+
+    assert first.headers["Cache-Control"] == "public, max-age=0, s-maxage=5"
+    assert second.headers["X-Cache-Status"] == "HIT"
+    assert second.json() == first.json()
 
 
 def test_responses_carry_rate_limit_and_request_id_headers(stack: Stack) -> None:
