@@ -182,6 +182,9 @@ def run_find_capacity(base_url: str, out: Path, **env: str) -> subprocess.Comple
         # Steps this short plan a few dozen requests; one landing in the next step's
         # second must not count as a step that could not keep up.
         "MIN_ACHIEVED": "0.5",
+        # Steps this short may abort the run as soon as they break a threshold.
+        "SETUP_SECONDS": "0",
+        "SETTLE_SECONDS": "0",
         "CAPACITY_JSON": str(out / "capacity.json"),
         "SUMMARY_JSON": str(out / "find_capacity_summary.json"),
         **env,
