@@ -4,7 +4,9 @@ order_cancel (stock given back, its event) and product_stock_adjust (conditional
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import cast
 from unittest.mock import patch
@@ -314,3 +316,35 @@ def test_product_stock_adjust_keeps_a_reservation_made_since_the_page_was_read(u
 def test_product_stock_adjust_of_an_unknown_product_is_not_found():
     with pytest.raises(NotFound):
         product_stock_adjust(product_id=987654, by=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancels_racing_reservations_always_give_back_exactly_what_was_taken():
+    a, b = make_product("1.00", stock=30), make_product("1.00", stock=30)
+    owner = cast(User, UserFactory())
+    orders = [
+        order_create(
+            owner_id=owner.pk,
+            items=[OrderItem(a.pk, 2), OrderItem(b.pk, 1)],
+            idempotency_key=f"race-{n}",
+        )
+        for n in range(20)
+    ]
+
+    def run(job: tuple[str, Order]) -> None:
+        kind, order = job
+        try:
+            if kind == "reserve":
+                order_reserve_inventory(event_id=str(uuid.uuid4()), order_id=order.pk)
+            else:
+                order_cancel(order_id=order.pk)
+        finally:
+            connection.close()
+
+    jobs = [(kind, order) for order in orders for kind in ("reserve", "cancel")]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(run, jobs))
+
+    assert set(Order.objects.values_list("status", flat=True)) == {"cancelled"}
+    stock = dict(Product.objects.filter(pk__in=[a.pk, b.pk]).values_list("pk", "stock"))
+    assert stock == {a.pk: 30, b.pk: 30}
