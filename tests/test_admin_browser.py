@@ -35,7 +35,7 @@ from apps.orders.models import Order, OrderLine, Product
 from apps.ratelimit.models import RateLimitOverride
 from apps.users.models import User
 from deploy.local.binaries import find_binary
-from deploy.local.processes import free_port, stop_group, wait_until
+from deploy.local.processes import ServerError, free_port, stop_group, wait_until
 from tests import events_worker
 from tests.events_worker import wait_for
 from tests.factories import PASSWORD
@@ -166,7 +166,11 @@ def admin_server(
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Launch Debian's chromium, headless (installed with apt as root when missing)."""
-    executable = find_binary("chromium")
+    try:
+        executable = find_binary("chromium")
+    except ServerError as missing:
+        # As the harness does for a missing server: stop, naming the install command.
+        pytest.exit(str(missing), returncode=pytest.ExitCode.USAGE_ERROR)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=executable, headless=True, args=CHROMIUM_ARGS
@@ -196,12 +200,17 @@ def page(browser: Browser, admin_server: str) -> Iterator[Page]:
     assert failures == []
 
 
+def _submit(page: Page, target: Locator) -> None:
+    """Click ``target`` and return once the page it leads to has loaded."""
+    with page.expect_navigation():
+        target.click()
+
+
 def _log_in(page: Page, username: str) -> None:
     page.goto("/admin/login/?next=/admin/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_load_state()
+    _submit(page, page.locator("input[type=submit]"))
 
 
 def _listed_ids(page: Page) -> set[int]:
@@ -218,8 +227,7 @@ def _run_action(page: Page, action: str, *ids: int) -> list[str]:
     for pk in ids:
         page.check(f"input[name=_selected_action][value='{pk}']")
     page.select_option("select[name=action]", action)
-    page.click("button[name=index]")
-    page.wait_for_load_state()
+    _submit(page, page.locator("button[name=index]"))
     return page.locator("ul.messagelist li").all_inner_texts()
 
 
@@ -254,14 +262,11 @@ def test_orders_list_filters_by_status_and_by_date(page):
     page.goto("/admin/orders/order/")
     assert _listed_ids(page) == {pending.pk, today.pk, last_week.pk, last_year.pk}
     filters = page.locator("#changelist-filter")
-    filters.get_by_role("link", name="Confirmed", exact=True).click()
-    page.wait_for_load_state()
+    _submit(page, filters.get_by_role("link", name="Confirmed", exact=True))
     assert _listed_ids(page) == {today.pk, last_week.pk, last_year.pk}
-    filters.get_by_role("link", name="Past 7 days", exact=True).click()
-    page.wait_for_load_state()
+    _submit(page, filters.get_by_role("link", name="Past 7 days", exact=True))
     assert _listed_ids(page) == {today.pk, last_week.pk}
-    filters.get_by_role("link", name="Today", exact=True).click()
-    page.wait_for_load_state()
+    _submit(page, filters.get_by_role("link", name="Today", exact=True))
     assert _listed_ids(page) == {today.pk}
 
 
@@ -366,8 +371,7 @@ def test_a_rate_limit_override_made_in_the_admin_takes_effect_within_its_cache_p
     page.fill("#id_policy", "api")
     page.fill("#id_limit", "500")
     page.fill("#id_window", "60")
-    page.click("input[name=_save]")
-    page.wait_for_load_state()
+    _submit(page, page.locator("input[name=_save]"))
     assert RateLimitOverride.objects.filter(user=partner, policy="api", limit=500).exists()
 
     # Within the period every worker answers with the override, not just the one that
