@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from apps.core.db.sticking import act_for_user
 from apps.core.events.outbox import outbox_write
 from apps.core.http.errors import InvalidInput, NotFound
 from apps.observability.metrics import record_order
@@ -92,6 +93,8 @@ def order_cancel(*, order_id: int, reason: str = "") -> Order:
         was = order.status
         if was not in CANCELLABLE:
             raise InvalidInput(f"Order {order_id} is {was}; only pending or confirmed cancel.")
+        # Its owner, polling the order from any client, then reads the new status.
+        act_for_user(order.owner_id)
         Order.objects.filter(pk=order_id, status=was).update(
             status=Order.Status.CANCELLED,
             status_reason=reason or "Cancelled.",
