@@ -1,15 +1,77 @@
-from django.contrib import admin
+"""Admin of the catalogue and the orders: every state change goes through a service.
+
+An order's status is read-only (a hand-set ``confirmed`` would skip the stock and the
+events); the cancel action calls ``order_cancel``. A product's stock changes by an
+adjustment that ``product_stock_adjust`` applies, never by saving a stock value read
+before a reservation took some.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from apps.core.admin_selection import CheckedSelectionAdmin
+from apps.core.http.errors import ApplicationError
 from apps.orders.models import Order, OrderLine, Product
+from apps.orders.services import order_cancel, product_stock_adjust
+
+
+class ProductForm(forms.ModelForm[Product]):
+    """A product's fields, plus the signed number of units to add to its stock."""
+
+    stock_change = forms.IntegerField(
+        required=False,
+        label="Add to stock",
+        help_text="Units to add (negative to remove), applied to the stock as it is then.",
+    )
+
+    class Meta:
+        model = Product
+        fields = ("sku", "name", "price", "stock")
+
+    def clean_stock_change(self) -> int | None:
+        change: int | None = self.cleaned_data.get("stock_change")
+        # A friendly early refusal; the conditional UPDATE is what guarantees it.
+        if change and self.instance.pk is not None and self.instance.stock + change < 0:
+            raise forms.ValidationError(f"Only {self.instance.stock} in stock.")
+        return change
 
 
 @admin.register(Product)
 class ProductAdmin(CheckedSelectionAdmin[Product]):
+    form = ProductForm
     list_display = ("sku", "name", "price", "stock", "updated_at")
-    list_editable = ("stock",)
     search_fields = ("sku", "name")
     ordering = ("sku",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Product | None = None) -> Any:
+        # A new product starts with the stock typed in; after that, only adjustments.
+        return ("stock", "updated_at") if obj is not None else ()
+
+    def get_fields(self, request: HttpRequest, obj: Product | None = None) -> Any:
+        if obj is None:
+            return ("sku", "name", "price", "stock")
+        return ("sku", "name", "price", "stock", "stock_change", "updated_at")
+
+    def save_model(self, request: HttpRequest, obj: Product, form: Any, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        edited = [name for name in form.changed_data if name in {"sku", "name", "price"}]
+        if edited:
+            # Only the edited columns: a full save would write back a stale stock.
+            obj.save(update_fields=[*edited, "updated_at"])
+        by = form.cleaned_data.get("stock_change")
+        if by:
+            try:
+                obj.stock = product_stock_adjust(product_id=obj.pk, by=by)
+            except ApplicationError as exc:
+                self.message_user(request, exc.detail, messages.ERROR)
 
 
 class OrderLineInline(admin.TabularInline[OrderLine, Order]):
@@ -31,7 +93,6 @@ class OrderAdmin(CheckedSelectionAdmin[Order]):
     date_hierarchy = "created_at"
     search_fields = ("owner__username", "idempotency_key")
     list_select_related = ("owner",)
-    readonly_fields = ("owner", "total", "idempotency_key", "created_at", "updated_at")
     fields = (
         "owner",
         "status",
@@ -41,4 +102,35 @@ class OrderAdmin(CheckedSelectionAdmin[Order]):
         "created_at",
         "updated_at",
     )
+    readonly_fields = fields
     inlines = (OrderLineInline,)
+    actions = ("cancel",)
+
+    # Orders are placed through the API and change only through services: the admin
+    # neither adds, edits nor deletes them (deleting a confirmed one would lose stock).
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("orders.change_order")
+
+    @admin.action(
+        description="Cancel the selected orders (gives confirmed stock back)",
+        permissions=("cancel",),
+    )
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        cancelled = 0
+        for pk in queryset.order_by("pk").values_list("pk", flat=True):
+            try:
+                order_cancel(order_id=pk, reason=f"Cancelled in the admin by {request.user}.")
+            except ApplicationError as exc:
+                self.message_user(request, exc.detail, messages.WARNING)
+            else:
+                cancelled += 1
+        self.message_user(request, f"{cancelled} order(s) cancelled.", messages.SUCCESS)

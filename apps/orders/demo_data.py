@@ -3,7 +3,10 @@
 Everything is inserted with ``bulk_create`` in batches, so the number of queries grows
 with the number of batches, not with the number of rows. Every demo user shares one
 password hash: hashing is deliberately slow, and one hash is enough for accounts that
-all log in with ``DEMO_PASSWORD``.
+all log in with ``DEMO_PASSWORD``. Orders are placed as the API places them: pending,
+each with its ``order.created`` event in the outbox, so the consumers confirm or reject
+them (in-process right after the commit when there is no broker). A few products have
+almost no stock, so some orders are rejected.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from django.db.models import Max
 from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 
+from apps.core.events.outbox import outbox_write_many
 from apps.core.http.errors import InvalidInput
+from apps.orders.events import ORDER_CREATED
 from apps.orders.models import Order, OrderLine, Product
 from apps.users.models import User
 
@@ -33,6 +38,9 @@ MAX_LINES_PER_ORDER = 5
 MAX_DEMO_QUANTITY = 5
 ACTIVITY_WINDOW = timedelta(days=30)
 DEFAULT_BATCH_SIZE = 1000
+# One product in this many has almost no stock (0-3), so some demo orders are rejected.
+SCARCE_PRODUCT_ONE_IN = 8
+SCARCE_STOCK_MAX = 3
 # Orders seeded onto existing rows pick their owners and products from at most this many.
 EXISTING_POOL_LIMIT = 10_000
 # At most 18 digits, so that the number always fits the BIGINT it is cast to.
@@ -80,7 +88,7 @@ def demo_data_seed(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Callable[[int], object] | None = None,
 ) -> SeedCounts:
-    """Insert demo users, products and pending orders in batches; return the counts.
+    """Insert demo users, products and orders (with their events) in batches; return the counts.
 
     Usernames and SKUs are numbered after the highest demo number already stored, so a
     rerun adds rows instead of colliding. Orders belong to this run's users and products,
@@ -189,7 +197,11 @@ def _products_create(
                     sku=f"{SKU_PREFIX}{number:06d}",
                     name=name,
                     price=Decimal(rng.randint(199, 49_999)).scaleb(-2),
-                    stock=rng.randint(20, 500),
+                    stock=(
+                        rng.randint(0, SCARCE_STOCK_MAX)
+                        if rng.randrange(SCARCE_PRODUCT_ONE_IN) == 0
+                        else rng.randint(20, 500)
+                    ),
                 )
             )
             number += 1
@@ -208,7 +220,7 @@ def _orders_create(
     batch_size: int,
     report: Callable[[int], object],
 ) -> int:
-    """Insert ``count`` pending orders, each with its lines; return the number of lines."""
+    """Insert ``count`` pending orders, their lines and events; return the number of lines."""
     if not count:
         return 0
     # Keys only need to be unique per owner; numbering them after the highest order id
@@ -250,6 +262,10 @@ def _orders_create(
                     line.order = order
                 flat.extend(lines)
             OrderLine.objects.bulk_create(flat, batch_size=batch_size)
+            # The same event order_create writes, published once the batch commits.
+            outbox_write_many(
+                event_type=ORDER_CREATED, payloads=[{"order_id": order.pk} for order in orders]
+            )
         line_count += len(flat)
         report(size)
     return line_count

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 ORDER_CREATED = "order.created"
 ORDER_CONFIRMED = "order.confirmed"
+ORDER_CANCELLED = "order.cancelled"
 RESERVE_INVENTORY = "orders.reserve_inventory"
 SEND_CONFIRMATION_EMAIL = "orders.send_confirmation_email"
 NOTIFY_WAREHOUSE = "orders.notify_warehouse"
@@ -54,6 +55,12 @@ ORDER_EVENTS = (
             # The webhook waits on a remote server; its own queue keeps orders flowing.
             Consumer(NOTIFY_WAREHOUSE, queue="webhooks"),
         ),
+    ),
+    EventType(
+        ORDER_CANCELLED,
+        fields=("order_id",),
+        # The warehouse heard of the order when it was confirmed; it hears of this too.
+        consumers=(Consumer(NOTIFY_WAREHOUSE, queue="webhooks"),),
     ),
 )
 

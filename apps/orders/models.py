@@ -40,6 +40,8 @@ class Order(ExportModelOperationsMixin("order"), models.Model):  # type: ignore[
         PENDING = "pending", "Pending"
         CONFIRMED = "confirmed", "Confirmed"
         REJECTED = "rejected", "Rejected"
+        # Only through ``order_cancel``, which gives a confirmed order's stock back.
+        CANCELLED = "cancelled", "Cancelled"
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders"

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
 
+from apps.core.db.sticking import act_for_user
 from apps.core.events.outbox import outbox_write
-from apps.core.http.errors import InvalidInput
+from apps.core.http.errors import InvalidInput, NotFound
 from apps.observability.metrics import record_order
-from apps.orders.events import ORDER_CREATED
+from apps.orders.events import ORDER_CANCELLED, ORDER_CREATED
 from apps.orders.models import Order, OrderLine, Product
 
 MAX_ORDER_LINES = 1000
@@ -68,6 +71,70 @@ def order_create(*, owner_id: int, items: Sequence[OrderItem], idempotency_key: 
         # Counted on commit: a rolled-back order was never placed.
         transaction.on_commit(lambda: record_order("placed"))
     return order
+
+
+CANCELLABLE = (Order.Status.PENDING, Order.Status.CONFIRMED)
+
+
+def order_cancel(*, order_id: int, reason: str = "") -> Order:
+    """Cancel a pending or confirmed order; a confirmed order's stock goes back.
+
+    The order row is locked first, as ``order_reserve_inventory`` locks it, so a
+    reservation and a cancellation of one order run one after the other: a pending
+    order cancelled first is left alone by its reservation, and a reservation that
+    confirmed first is undone here. The status moves by a conditional UPDATE from the
+    status read under that lock. Writes ``order.cancelled`` to the outbox. Raise
+    NotFound for no such order, InvalidInput for one that is rejected or cancelled.
+    """
+    with transaction.atomic():
+        order = Order.objects.select_for_update().filter(pk=order_id).first()
+        if order is None:
+            raise NotFound(f"Order {order_id} not found.")
+        was = order.status
+        if was not in CANCELLABLE:
+            raise InvalidInput(f"Order {order_id} is {was}; only pending or confirmed cancel.")
+        # Its owner, polling the order from any client, then reads the new status.
+        act_for_user(order.owner_id)
+        Order.objects.filter(pk=order_id, status=was).update(
+            status=Order.Status.CANCELLED,
+            status_reason=reason or "Cancelled.",
+            updated_at=timezone.now(),
+        )
+        if was == Order.Status.CONFIRMED:
+            # Id order, as reservations take stock, so the two never wait in a cycle.
+            for product_id, quantity in order.lines.order_by("product_id").values_list(
+                "product_id", "quantity"
+            ):
+                Product.objects.filter(pk=product_id).update(
+                    stock=F("stock") + quantity, updated_at=timezone.now()
+                )
+        outbox_write(event_type=ORDER_CANCELLED, payload={"order_id": order_id})
+    order.refresh_from_db()
+    return order
+
+
+def product_stock_adjust(*, product_id: int, by: int) -> int:
+    """Add ``by`` units to a product's stock (remove them when negative); return the stock.
+
+    One conditional UPDATE (``stock + by >= 0``), so it composes with reservations
+    running at the same moment instead of overwriting them. Raise NotFound for no such
+    product, InvalidInput when fewer than ``-by`` units are left. The app keeps no
+    cached copy of a product (every catalogue read goes to the database), so there is
+    nothing to flush; ``updated_at`` moves, for anything versioned by it.
+    """
+    with transaction.atomic():
+        changed = Product.objects.filter(pk=product_id, stock__gte=-by).update(
+            stock=F("stock") + by, updated_at=timezone.now()
+        )
+        stock = Product.objects.filter(pk=product_id).values_list("stock", flat=True).first()
+        if stock is None:
+            raise NotFound(f"Product {product_id} not found.")
+        if not changed:
+            raise InvalidInput(
+                f"Product {product_id} has {stock} in stock; cannot remove {-by}.",
+                errors={"stock": [f"Only {stock} in stock."]},
+            )
+    return stock
 
 
 def _validate_items(items: Sequence[OrderItem]) -> None:

@@ -30,15 +30,6 @@ def _order(product: Product, quantity: int, owner=None) -> Order:
     return order
 
 
-@pytest.fixture
-def eager_tasks():
-    """Run tasks in-process, as the embedded default (no CELERY_BROKER_URL) does."""
-    previous = current_app.conf.task_always_eager
-    current_app.conf.task_always_eager = True
-    yield
-    current_app.conf.task_always_eager = previous
-
-
 CONSUMERS = [
     (event_type, consumer) for event_type in ORDER_EVENTS for consumer in event_type.consumers
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 
@@ -13,7 +14,9 @@ from django.core.management.base import CommandError
 from django.db.models import Count, F, Max, Min, Sum
 from django.utils import timezone
 
-from apps.orders.demo_data import DEMO_PASSWORD
+from apps.core.events.models import OutboxEvent
+from apps.orders.demo_data import DEMO_PASSWORD, SCARCE_STOCK_MAX
+from apps.orders.events import ORDER_CREATED
 from apps.orders.models import Order, OrderLine, Product
 from apps.users.models import User
 from apps.users.services import token_create
@@ -25,8 +28,9 @@ SUMMARY = re.compile(
     r"^Seeded (\d+) users, (\d+) products, (\d+) orders \((\d+) lines\) in \d+\.\d\d s\.$"
 )
 # Users: highest demo number + 1 INSERT; products: the same; orders: highest id + one
-# INSERT of orders + one of lines + the savepoint pair of the batch's transaction.
-QUERY_BUDGET = 9
+# INSERT of orders + one of lines + one of their outbox events + the savepoint pair of
+# the batch's transaction.
+QUERY_BUDGET = 10
 
 
 def seed(*args: str) -> list[str]:
@@ -64,6 +68,29 @@ def test_seed_demo_orders_have_one_to_five_lines_owned_by_demo_users_and_pending
     assert len(set(keys)) == 60
 
 
+def test_seed_demo_writes_one_order_created_event_per_order():
+    seed("--users", "3", "--products", "5", "--orders", "12", "--seed", "2")
+
+    events = OutboxEvent.objects.filter(event_type=ORDER_CREATED, sent_at__isnull=True)
+    assert sorted(e.payload["order_id"] for e in events) == sorted(
+        Order.objects.values_list("id", flat=True)
+    )
+    assert OutboxEvent.objects.count() == 12
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seeded_orders_are_confirmed_or_rejected_in_process_without_a_broker(eager_tasks):
+    seed("--users", "10", "--products", "40", "--orders", "60", "--seed", "11")
+
+    statuses = Counter(Order.objects.values_list("status", flat=True))
+    assert set(statuses) == {"confirmed", "rejected"}
+    assert statuses["confirmed"] + statuses["rejected"] == 60
+    assert not OutboxEvent.objects.filter(event_type=ORDER_CREATED, sent_at__isnull=True).exists()
+    rejected = Order.objects.filter(status="rejected").first()
+    assert rejected is not None
+    assert rejected.status_reason.startswith("Insufficient stock for product ")
+
+
 def test_seed_demo_order_totals_equal_the_sum_of_their_lines_at_catalogue_prices():
     seed("--users", "5", "--products", "15", "--orders", "40", "--seed", "3")
 
@@ -74,14 +101,17 @@ def test_seed_demo_order_totals_equal_the_sum_of_their_lines_at_catalogue_prices
     assert Order.objects.filter(total__lte=Decimal("0.00")).count() == 0
 
 
-def test_seed_demo_products_have_unique_skus_positive_prices_and_stock():
+def test_seed_demo_products_have_unique_skus_positive_prices_and_stock_some_scarce():
     seed("--users", "0", "--products", "30", "--orders", "0", "--seed", "4")
 
     products = list(Product.objects.order_by("id"))
     assert [p.sku for p in products] == [f"DEMO-{n:06d}" for n in range(1, 31)]
     assert all(Decimal("1.99") <= p.price <= Decimal("499.99") for p in products)
     assert all(p.price == p.price.quantize(Decimal("0.01")) for p in products)
-    assert all(20 <= p.stock <= 500 for p in products)
+    scarce = [p.sku for p in products if p.stock <= SCARCE_STOCK_MAX]
+    # About one in eight, drawn from the seed: enough for demo orders to be rejected.
+    assert 1 <= len(scarce) <= 10, scarce
+    assert all(20 <= p.stock <= 500 for p in products if p.sku not in scarce)
 
 
 def test_seed_demo_users_share_one_hash_of_the_demo_password_and_can_log_in():

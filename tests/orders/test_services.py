@@ -1,9 +1,12 @@
-"""order_create: server-side pricing, the rules it enforces, and its one transaction."""
+"""Order services: order_create (server-side pricing, its rules, its one transaction),
+order_cancel (stock given back, its event) and product_stock_adjust (conditional)."""
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import cast
 from unittest.mock import patch
@@ -11,10 +14,18 @@ from unittest.mock import patch
 import pytest
 from django.db import DatabaseError, connection
 
-from apps.core.http.errors import InvalidInput
+from apps.core.events.models import OutboxEvent
+from apps.core.http.errors import InvalidInput, NotFound
 from apps.core.models import IdempotencyRecord
+from apps.orders.events import ORDER_CANCELLED, order_reserve_inventory
 from apps.orders.models import Order, OrderLine, Product
-from apps.orders.services import MAX_ORDER_LINES, OrderItem, order_create
+from apps.orders.services import (
+    MAX_ORDER_LINES,
+    OrderItem,
+    order_cancel,
+    order_create,
+    product_stock_adjust,
+)
 from apps.users.models import User
 from tests.factories import ProductFactory, UserFactory
 
@@ -204,3 +215,136 @@ def test_order_for_a_product_deleted_before_commit_is_a_409_and_writes_nothing(a
     assert response.json() == {"detail": "The request conflicted with a concurrent change; retry."}
     assert Order.objects.count() == 0
     assert IdempotencyRecord.objects.count() == 0
+
+
+def _placed(user: User, *quantities: tuple[Product, int]) -> Order:
+    items = [OrderItem(product.pk, quantity) for product, quantity in quantities]
+    return order_create(owner_id=user.pk, items=items, idempotency_key=f"k-{len(items)}")
+
+
+def _cancel_events() -> list[dict[str, object]]:
+    return [e.payload for e in OutboxEvent.objects.filter(event_type=ORDER_CANCELLED)]
+
+
+@pytest.mark.django_db
+def test_order_cancel_gives_a_confirmed_orders_stock_back_and_writes_its_event(user):
+    a, b = make_product("1.00", stock=10), make_product("2.00", stock=4)
+    order = _placed(user, (a, 3), (b, 4))
+    order_reserve_inventory(event_id="00000000-0000-0000-0000-000000000001", order_id=order.pk)
+    assert Product.objects.get(pk=b.pk).stock == 0
+
+    cancelled = order_cancel(order_id=order.pk, reason="customer called")
+
+    assert (cancelled.status, cancelled.status_reason) == ("cancelled", "customer called")
+    stock = dict(Product.objects.filter(pk__in=[a.pk, b.pk]).values_list("pk", "stock"))
+    assert stock == {a.pk: 10, b.pk: 4}
+    assert _cancel_events() == [{"order_id": order.pk}]
+
+
+@pytest.mark.django_db
+def test_a_pending_order_cancelled_is_never_reserved_afterwards(user):
+    product = make_product("1.00", stock=10)
+    order = _placed(user, (product, 3))
+
+    order_cancel(order_id=order.pk)
+    order_reserve_inventory(event_id="00000000-0000-0000-0000-000000000002", order_id=order.pk)
+
+    order.refresh_from_db()
+    assert (order.status, order.status_reason) == ("cancelled", "Cancelled.")
+    assert Product.objects.get(pk=product.pk).stock == 10
+    assert _cancel_events() == [{"order_id": order.pk}]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", ["rejected", "cancelled"])
+def test_order_cancel_refuses_an_order_that_is_not_pending_or_confirmed(user, status):
+    product = make_product("1.00", stock=10)
+    order = _placed(user, (product, 3))
+    Order.objects.filter(pk=order.pk).update(status=status, status_reason="before")
+
+    with pytest.raises(InvalidInput) as excinfo:
+        order_cancel(order_id=order.pk)
+
+    assert excinfo.value.detail == (
+        f"Order {order.pk} is {status}; only pending or confirmed cancel."
+    )
+    order.refresh_from_db()
+    assert (order.status, order.status_reason) == (status, "before")
+    assert Product.objects.get(pk=product.pk).stock == 10
+    assert _cancel_events() == []
+
+
+@pytest.mark.django_db
+def test_order_cancel_of_an_unknown_order_is_not_found():
+    with pytest.raises(NotFound):
+        order_cancel(order_id=987654)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("by", "stock"), [(5, 15), (-10, 0), (0, 10)])
+def test_product_stock_adjust_adds_or_removes_units(by, stock):
+    product = make_product("1.00", stock=10)
+
+    assert product_stock_adjust(product_id=product.pk, by=by) == stock
+    assert Product.objects.get(pk=product.pk).stock == stock
+
+
+@pytest.mark.django_db
+def test_product_stock_adjust_refuses_to_remove_more_than_is_left():
+    product = make_product("1.00", stock=10)
+
+    with pytest.raises(InvalidInput) as excinfo:
+        product_stock_adjust(product_id=product.pk, by=-11)
+
+    assert excinfo.value.detail == f"Product {product.pk} has 10 in stock; cannot remove 11."
+    assert Product.objects.get(pk=product.pk).stock == 10
+
+
+@pytest.mark.django_db
+def test_product_stock_adjust_keeps_a_reservation_made_since_the_page_was_read(user):
+    product = make_product("1.00", stock=10)
+    shown = Product.objects.get(pk=product.pk)
+    order = _placed(user, (product, 4))
+    order_reserve_inventory(event_id="00000000-0000-0000-0000-000000000003", order_id=order.pk)
+
+    product_stock_adjust(product_id=shown.pk, by=5)
+
+    assert Product.objects.get(pk=product.pk).stock == 11
+
+
+@pytest.mark.django_db
+def test_product_stock_adjust_of_an_unknown_product_is_not_found():
+    with pytest.raises(NotFound):
+        product_stock_adjust(product_id=987654, by=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancels_racing_reservations_always_give_back_exactly_what_was_taken():
+    a, b = make_product("1.00", stock=30), make_product("1.00", stock=30)
+    owner = cast(User, UserFactory())
+    orders = [
+        order_create(
+            owner_id=owner.pk,
+            items=[OrderItem(a.pk, 2), OrderItem(b.pk, 1)],
+            idempotency_key=f"race-{n}",
+        )
+        for n in range(20)
+    ]
+
+    def run(job: tuple[str, Order]) -> None:
+        kind, order = job
+        try:
+            if kind == "reserve":
+                order_reserve_inventory(event_id=str(uuid.uuid4()), order_id=order.pk)
+            else:
+                order_cancel(order_id=order.pk)
+        finally:
+            connection.close()
+
+    jobs = [(kind, order) for order in orders for kind in ("reserve", "cancel")]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(run, jobs))
+
+    assert set(Order.objects.values_list("status", flat=True)) == {"cancelled"}
+    stock = dict(Product.objects.filter(pk__in=[a.pk, b.pk]).values_list("pk", "stock"))
+    assert stock == {a.pk: 30, b.pk: 30}

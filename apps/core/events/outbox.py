@@ -16,7 +16,7 @@ import atexit
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -70,16 +70,7 @@ def outbox_write(*, event_type: str, payload: Mapping[str, Any]) -> OutboxEvent:
     that never commits. Raise ValueError for an event type no app registered, or a
     payload whose fields are not the type's: its consumers could not be called with it.
     """
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("outbox_write() must run inside the transaction it describes.")
-    declared = events.get(event_type)
-    if declared is None:
-        raise ValueError(f"No app registered the event type {event_type!r}.")
-    if sorted(payload) != sorted(declared.fields):
-        raise ValueError(
-            f"A {event_type} payload has the fields {sorted(declared.fields)}, "
-            f"not {sorted(payload)}."
-        )
+    _check_writable(event_type, [payload])
     event = OutboxEvent.objects.create(
         event_type=event_type,
         payload=dict(payload),
@@ -88,6 +79,52 @@ def outbox_write(*, event_type: str, payload: Mapping[str, Any]) -> OutboxEvent:
     )
     transaction.on_commit(lambda: outbox_publish_after_commit(event), robust=True)
     return event
+
+
+def outbox_write_many(
+    *, event_type: str, payloads: Sequence[Mapping[str, Any]]
+) -> list[OutboxEvent]:
+    """Record one event per payload with one INSERT, as ``outbox_write`` does for one.
+
+    For bulk writers (demo data): the events are published after the commit together,
+    each as the relay would publish it. Raise as ``outbox_write`` does.
+    """
+    _check_writable(event_type, payloads)
+    correlation_id = current_request_id() or ""
+    traceparent = _current_traceparent()
+    written = OutboxEvent.objects.bulk_create(
+        [
+            OutboxEvent(
+                event_type=event_type,
+                payload=dict(payload),
+                correlation_id=correlation_id,
+                traceparent=traceparent,
+            )
+            for payload in payloads
+        ]
+    )
+
+    def publish() -> None:
+        for event in written:
+            outbox_publish_after_commit(event)
+
+    if written:
+        transaction.on_commit(publish, robust=True)
+    return written
+
+
+def _check_writable(event_type: str, payloads: Iterable[Mapping[str, Any]]) -> None:
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("outbox_write() must run inside the transaction it describes.")
+    declared = events.get(event_type)
+    if declared is None:
+        raise ValueError(f"No app registered the event type {event_type!r}.")
+    for payload in payloads:
+        if sorted(payload) != sorted(declared.fields):
+            raise ValueError(
+                f"A {event_type} payload has the fields {sorted(declared.fields)}, "
+                f"not {sorted(payload)}."
+            )
 
 
 def outbox_publish_after_commit(event: OutboxEvent) -> None:

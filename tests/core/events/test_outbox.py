@@ -17,6 +17,7 @@ from apps.core.events.outbox import (
     outbox_relay_flush,
     outbox_sweep,
     outbox_write,
+    outbox_write_many,
 )
 from apps.core.events.routing import Consumer, EventType, register_events
 from deploy.local.processes import free_port
@@ -112,6 +113,31 @@ def test_relay_publishes_a_burst_of_commits_each_exactly_once(published):
     assert OutboxEvent.objects.filter(sent_at__isnull=True).count() == 0
     assert set(OutboxEvent.objects.values_list("publish_attempts", flat=True)) == {1}
     assert outbox_sweep(min_age_seconds=0) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bulk_write_publishes_every_event_once_after_its_commit(published):
+    with transaction.atomic():
+        written = outbox_write_many(
+            event_type="test.consumed", payloads=[{"n": n} for n in range(25)]
+        )
+        assert published == []
+    assert outbox_relay_flush()
+
+    assert sorted(event_id for _, event_id in published) == sorted(str(e.pk) for e in written)
+    assert sorted(e.payload["n"] for e in OutboxEvent.objects.filter(sent_at__isnull=False)) == (
+        list(range(25))
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bulk_write_with_one_wrong_payload_writes_nothing():
+    with pytest.raises(ValueError, match="payload has the fields"), transaction.atomic():
+        outbox_write_many(event_type="test.happened", payloads=[{"n": 1}, {"m": 2}])
+
+    with pytest.raises(RuntimeError, match="inside the transaction"):
+        outbox_write_many(event_type="test.happened", payloads=[{"n": 1}])
+    assert not OutboxEvent.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)

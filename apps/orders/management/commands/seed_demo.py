@@ -33,7 +33,8 @@ class _TerminalStream:
 class Command(BaseCommand):
     help = (
         "Load demo and load-test data in bulk: users (password "
-        f"{DEMO_PASSWORD!r}), products, and pending orders of 1-5 lines."
+        f"{DEMO_PASSWORD!r}), products, and orders of 1-5 lines, placed through the "
+        "outbox so that they are confirmed or rejected as API orders are."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
