@@ -229,7 +229,9 @@ def _release(layout: Layout) -> Callable[[], None]:
 def _worker(layout: Layout) -> Service:
     command = [
         venv_bin("celery"), "--app", "config", "worker", "--loglevel", "INFO",
-        "--concurrency", str(layout.worker_concurrency), "--hostname", "stack-worker@%h",
+        "--concurrency", str(layout.worker_concurrency),
+        # Unique per stack: two stacks on one broker must not share a worker's name.
+        "--hostname", f"stack-worker-{layout.nginx_port}@%h",
     ]  # fmt: skip
     env = {
         "PROMETHEUS_MULTIPROC_DIR": str(layout.metrics_dir("worker")),
