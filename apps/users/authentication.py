@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db import router
 from drf_spectacular.authentication import SessionScheme as SpectacularSessionScheme
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from apps.core.db.router import PRIMARY
 from apps.core.db.sticking import follow_user
 from apps.users.models import AuthToken, User
 from apps.users.tokens import token_digest
@@ -37,8 +37,7 @@ class TokenAuthentication(authentication.TokenAuthentication):
         return super().authenticate(request)
 
     def authenticate_credentials(self, key: str) -> tuple[User, AuthToken]:
-        primary = router.db_for_write(AuthToken)
-        tokens = AuthToken.objects.using(primary).select_related("user")
+        tokens = AuthToken.objects.using(PRIMARY).select_related("user")
         token = tokens.filter(digest=token_digest(key)).first()
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid token.")

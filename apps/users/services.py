@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core.db.state import bookkeeping_write
 from apps.core.http.errors import Conflict, InvalidInput
 from apps.users.models import AuthToken, User
 from apps.users.tokens import new_token, token_digest
@@ -122,11 +123,12 @@ def token_touch_last_used(*, token: AuthToken) -> bool:
     stale_before = now - timedelta(seconds=settings.AUTH_TOKEN_LAST_USED_INTERVAL_SECONDS)
     if token.last_used_at is not None and token.last_used_at >= stale_before:
         return False
-    updated = (
-        AuthToken.objects.filter(pk=token.pk)
-        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before))
-        .update(last_used_at=now)
-    )
+    with bookkeeping_write():
+        updated = (
+            AuthToken.objects.filter(pk=token.pk)
+            .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before))
+            .update(last_used_at=now)
+        )
     if updated:
         token.last_used_at = now
     return updated == 1
@@ -140,11 +142,12 @@ def user_touch_last_active(*, user_id: int) -> bool:
     """
     now = timezone.now()
     stale_before = now - timedelta(seconds=settings.USER_LAST_ACTIVE_INTERVAL_SECONDS)
-    updated = (
-        User.objects.filter(pk=user_id)
-        .filter(Q(last_active__isnull=True) | Q(last_active__lt=stale_before))
-        .update(last_active=now)
-    )
+    with bookkeeping_write():
+        updated = (
+            User.objects.filter(pk=user_id)
+            .filter(Q(last_active__isnull=True) | Q(last_active__lt=stale_before))
+            .update(last_active=now)
+        )
     return updated == 1
 
 

@@ -63,3 +63,22 @@ def enter_scope(read_after: int | None = None) -> tuple[RoutingState, object]:
 def exit_scope(token: object) -> None:
     """Close a scope opened by ``enter_scope``."""
     _state.reset(token)  # type: ignore[arg-type]  # the token enter_scope returned
+
+
+@contextmanager
+def bookkeeping_write() -> Iterator[None]:
+    """Write inside the block what no later read of the client depends on (last-seen times).
+
+    Such a write neither sends the scope's later reads to the primary nor counts as the
+    user's write for read-your-writes (``sticking``): a user would otherwise read the
+    primary for a while after every request that refreshed a timestamp.
+    """
+    state = current_state()
+    if state is None:
+        yield
+        return
+    wrote, lsn_stale = state.wrote, state.lsn_stale
+    try:
+        yield
+    finally:
+        state.wrote, state.lsn_stale = wrote, lsn_stale

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from django.db import connections
@@ -15,14 +15,17 @@ from django.db.models import F
 from django.http import HttpRequest, JsonResponse
 from django.test import Client
 from django.urls import path
+from django.utils import timezone
 
 from apps.core.db.health import monitor
 from apps.core.db.lsn import format_lsn, parse_lsn
 from apps.core.db.middleware import READ_AFTER_HEADER
 from apps.core.db.router import ReplicaRouter
-from apps.core.db.state import current_state, routing_scope
+from apps.core.db.state import bookkeeping_write, current_state, routing_scope
 from apps.orders.models import Product
+from apps.users.models import User
 from tests.core.db.live import live_replica, mirrored_alias, primary_lsn, replica_urls, wait_for
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(
     transaction=True, databases=["default", "replica_1", "replica_2"]
@@ -148,3 +151,14 @@ def test_a_scope_is_reset_even_when_its_block_raises():
 
     assert current_state() is None
     assert format_lsn(7) == "0/7"
+
+
+@pytest.mark.django_db
+def test_a_bookkeeping_write_leaves_the_scope_reading_where_it_read():
+    user = cast(User, UserFactory())
+    with routing_scope() as state:
+        with bookkeeping_write():
+            User.objects.filter(pk=user.pk).update(last_active=timezone.now())
+        assert (state.wrote, state.lsn_stale) == (False, False)
+        User.objects.filter(pk=user.pk).update(display_name="written")
+        assert (state.wrote, state.lsn_stale) == (True, True)
