@@ -103,7 +103,15 @@ def redis() -> Iterator[Redis]:
 
 
 @pytest.fixture
-def server(replica: str, redis: Redis, tmp_path: Path) -> Iterator[Server]:
+def extra_env() -> dict[str, str]:
+    """Settings a test gives its server on top of the fixture's (parametrize to change)."""
+    return {}
+
+
+@pytest.fixture
+def server(
+    replica: str, redis: Redis, tmp_path: Path, extra_env: dict[str, str]
+) -> Iterator[Server]:
     """The project on deploy/gunicorn.conf.py, 4 workers, the test database and replica."""
     port = free_port()
     env = {
@@ -121,6 +129,7 @@ def server(replica: str, redis: Redis, tmp_path: Path) -> Iterator[Server]:
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         "ACCESS_LOG_LEVEL": "WARNING",
         "GUNICORN_LOG_LEVEL": "warning",
+        **extra_env,
     }
     env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
     log = tmp_path / "gunicorn.log"
@@ -219,6 +228,25 @@ def test_with_redis_unreachable_a_users_reads_go_to_the_primary_without_a_5xx(
     assert during == [200] * 12
     # An anonymous client has no position to lose: it reads the replica.
     assert anonymous == [404] * 4
+
+
+@pytest.mark.parametrize("extra_env", [{"DATABASE_REPLICA_FALLBACK_RPS": "1"}])
+def test_past_the_fallback_budget_an_unknown_position_is_neither_stale_nor_refused(
+    server, replica, redis
+):
+    # One fallback read a second per worker: most of the reads below find it spent.
+    alice = _signed_in(server, "alice")
+    replicated(ALIAS, "replication of the user")
+    with replay_paused(replica):
+        unseen = cast(Product, ProductFactory())
+        os.kill(redis.pid, signal.SIGSTOP)
+        try:
+            during = server.statuses(f"/api/v1/products/{unseen.pk}", alice, times=24)
+        finally:
+            os.kill(redis.pid, signal.SIGCONT)
+    # Each read took the primary's position as its own, which the paused replica has
+    # not reached: the primary answered, never the stale replica, never a 503.
+    assert during == [200] * 24
 
 
 def test_a_token_made_while_the_replica_lags_is_accepted_at_once(server, replica):
