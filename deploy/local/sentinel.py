@@ -219,3 +219,36 @@ class SentinelSet:
         except redis.RedisError:
             return False
         return True
+
+
+def main() -> None:
+    """Start a set, fail its master over ``rounds`` times, print each failover's seconds."""
+    import argparse
+    import shutil
+
+    from deploy.local.processes import scratch_dir
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--down-after-ms", type=int, default=2000)
+    args = parser.parse_args()
+    root = scratch_dir("highscale-sentinel-")
+    sentinels = SentinelSet(root, down_after_ms=args.down_after_ms)
+    try:
+        sentinels.start()
+        for round_number in range(1, args.rounds + 1):
+            old = sentinels.master_name()
+            seconds = sentinels.wait_failover(sentinels.kill_master())
+            print(  # noqa: T201 -- the command's output
+                f"round {round_number}: {old} SIGKILLed, {sentinels.master_name()} "
+                f"promoted in {seconds:.2f} s (down-after-milliseconds {args.down_after_ms})",
+                flush=True,
+            )
+            sentinels.revive()
+    finally:
+        sentinels.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
