@@ -95,6 +95,19 @@ class SentinelSet:
         port = self.master_address()[1]
         return next(name for name, p in self.servers.items() if p == port)
 
+    def replica_name(self) -> str:
+        """Return the name of a running server that is not the master."""
+        master = self.master_name()
+        return next(name for name in self.servers if name != master and name in self.processes)
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP server ``name``: its connections stay open, nothing answers."""
+        os.kill(self.processes[name].popen.pid, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        """SIGCONT server ``name`` after ``pause``."""
+        os.kill(self.processes[name].popen.pid, signal.SIGCONT)
+
     def master_client(self) -> redis.Redis:
         """Return a client of the current master (through the sentinels)."""
         return self.topology.client(socket_timeout=2, socket_connect_timeout=2)

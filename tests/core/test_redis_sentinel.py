@@ -12,13 +12,21 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import pytest
 from django.conf import settings
 
-from apps.core.cache import redis_client
+from apps.core.cache import (
+    CacheConfig,
+    TieredCache,
+    invalidate_on_commit,
+    redis_client,
+    use_tiered_cache,
+)
+from apps.core.cache.models import PendingInvalidation
+from apps.core.cache.pending import pending_invalidations_apply
 from apps.core.db.sticking import RedisPositions, StickingUnavailable
 from apps.core.redis_topology import cache_entry
 from apps.ratelimit.backends import StoreUnavailable, redis_backend
@@ -88,6 +96,36 @@ def _login(server: Gunicorn, username: str) -> int:
 def _cache_ready(server: Gunicorn) -> bool:
     status, _, body = server.request("GET", "/readyz")
     return bool(json.loads(body)["checks"]["cache"]["ok"])
+
+
+def test_an_invalidation_keeps_its_record_until_the_replica_confirms_it(
+    sentinels: SentinelSet, settings: Any
+) -> None:
+    options = settings.CACHES["default"].get("OPTIONS", {})
+    settings.CACHES = {"default": cache_entry(sentinels.topology, options)}
+    config = replace(CacheConfig.from_settings(), replicas_to_confirm=1)
+    cache = TieredCache(redis_client(), config)
+    user = cast(User, UserFactory())
+    key = f"hs:c:user:{user.pk}"
+    master = sentinels.master_client()
+    records = PendingInvalidation.objects.filter(kind="user", idents=[user.pk])
+    with use_tiered_cache(cache):
+        invalidate_on_commit("user", [user.pk])
+        assert not records.exists()  # the replica confirmed the drop: done
+
+        master.set(key, "stale")
+        replica = sentinels.replica_name()
+        sentinels.pause(replica)
+        try:
+            invalidate_on_commit("user", [user.pk])
+        finally:
+            sentinels.resume(replica)
+        # Dropped on the master, but a failover now would bring it back: kept for replay.
+        assert master.get(key) is None
+        assert records.exists()
+        assert pending_invalidations_apply(cache) == 1
+        assert not records.exists()
+    cache.close()
 
 
 def test_a_sentinel_failover_under_load_answers_no_5xx_and_every_redis_user_follows_it(
