@@ -39,7 +39,7 @@ class Warmer:
 
     def __init__(self, cache: TieredCache, *, kind: str, ttl: int) -> None:
         if cache.client is None:
-            raise RuntimeError("warming needs Redis: set REDIS_URL (or REDIS_SENTINELS)")
+            raise RuntimeError("warming needs Redis: set REDIS_URL")
         self.cache = cache
         self.client = cache.client
         self.kind = kind
