@@ -250,8 +250,9 @@ def test_a_limit_over_a_failover_admits_at_most_one_window_more_and_counts_exact
     assert refused
     # Decisions the master had not yet copied to its replica are lost: at most one
     # window's admissions (its log held no more), so a window admits at most twice the
-    # limit across a failover.
-    assert 0 <= lost <= limit
+    # limit across a failover. A decision whose answer the kill cut off may be in the
+    # log uncounted here: at most one per thread.
+    assert -len(threads) <= lost <= limit
     # The sticking position written before the kill survived, and it moves on again.
     wait_until(
         lambda: _position(positions) == 1_000,
