@@ -60,8 +60,14 @@ def database_url_of_the_test_db() -> str:
 
 
 @contextmanager
-def serving(tmp_path: Path, env: dict[str, str]) -> Iterator[Gunicorn]:
-    """Serve the project with four sync workers on the test database, ``env`` added."""
+def serving(
+    tmp_path: Path, env: dict[str, str], *, workers: int = 4, replica_urls: str | None = None
+) -> Iterator[Gunicorn]:
+    """Serve the project with ``workers`` sync workers on the test database, ``env`` added.
+
+    ``env`` may name another ``DATABASE_URL``; ``replica_urls`` sets the replicas
+    (none by default).
+    """
     port = free_port()
     environment = {
         **os.environ,
@@ -73,11 +79,13 @@ def serving(tmp_path: Path, env: dict[str, str]) -> Iterator[Gunicorn]:
     # The replica the harness may start serves the primary's own database, not the test
     # one; the workers must read the rows this test commits.
     environment.pop("DATABASE_REPLICA_URLS", None)
+    if replica_urls:
+        environment["DATABASE_REPLICA_URLS"] = replica_urls
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = tmp_path / "gunicorn.log"
     command = [
         sys.executable, "-m", "gunicorn", "config.wsgi:application",
-        "-w", "4", "-b", f"127.0.0.1:{port}", "--backlog", "2048",
+        "-w", str(workers), "-b", f"127.0.0.1:{port}", "--backlog", "2048",
         "--log-level", "warning",
     ]  # fmt: skip
     with log.open("wb") as out:
