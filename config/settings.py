@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
 from apps.core.db.settings import postgres_database, primary_url, replica_databases
+from apps.core.redis_topology import SingleRedis, cache_entry, redis_topology_from_env
 from config.env import (
     env_bool,
     env_int,
@@ -152,29 +153,22 @@ AUTH_PASSWORD_VALIDATORS = [
 
 # --- Cache ----------------------------------------------------------------------------
 
+# The one place the Redis topology is read (REDIS_URL, or REDIS_SENTINELS with
+# REDIS_SENTINEL_MASTER): the cache, the limiter, pub/sub and sticking all use it.
+REDIS = redis_topology_from_env()
 REDIS_URL = env_str("REDIS_URL")
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "hs",
-            "OPTIONS": {
-                "CLIENT_CLASS": "apps.observability.cache_metrics.RedisClient",
-                # A cache that hangs is worse than a miss: fail fast and fall through.
-                "SOCKET_CONNECT_TIMEOUT": 0.1,
-                "SOCKET_TIMEOUT": 0.1,
-                "CONNECTION_POOL_KWARGS": {"max_connections": env_int("REDIS_MAX_CONNECTIONS", 50)},
-            },
-        }
-    }
-else:
-    CACHES = {
-        "default": {
-            "BACKEND": "apps.observability.cache_metrics.LocMemCache",
-            "LOCATION": "highscale",
-        }
-    }
+CACHES = {
+    "default": cache_entry(
+        REDIS,
+        {
+            "CLIENT_CLASS": "apps.observability.cache_metrics.RedisClient",
+            # A cache that hangs is worse than a miss: fail fast and fall through.
+            "SOCKET_CONNECT_TIMEOUT": 0.1,
+            "SOCKET_TIMEOUT": 0.1,
+            "CONNECTION_POOL_KWARGS": {"max_connections": env_int("REDIS_MAX_CONNECTIONS", 50)},
+        },
+    )
+}
 
 # --- Celery ---------------------------------------------------------------------------
 # The broker-level settings live in "Events and queues" below.
@@ -454,8 +448,12 @@ EMAIL_FILE_PATH = env_str("DJANGO_EMAIL_FILE_PATH", str(VAR_DIR / "emails"))
 
 # --- Rate limiting -----------------------------------------------------------------------
 
-# Where the counters live: REDIS_URL unless set; empty → per-process counters.
+# Where the counters live: the Redis above unless RATELIMIT_REDIS_URL names another
+# server; no Redis at all → per-process counters.
 RATELIMIT_REDIS_URL = env_str("RATELIMIT_REDIS_URL", REDIS_URL)
+RATELIMIT_REDIS = (
+    SingleRedis(env_str("RATELIMIT_REDIS_URL")) if env_str("RATELIMIT_REDIS_URL") else REDIS
+)
 # Redis socket and connect timeout per decision; past it the policy's fail mode answers.
 RATELIMIT_REDIS_TIMEOUT_MS = env_int("RATELIMIT_REDIS_TIMEOUT_MS", 50, minimum=1)
 RATELIMIT_KEY_PREFIX = env_str("RATELIMIT_KEY_PREFIX", "rl")

@@ -61,30 +61,31 @@ def database_url_of_the_test_db() -> str:
 
 @contextmanager
 def serving(
-    tmp_path: Path, env: dict[str, str], *, workers: int = 4, replica_urls: str | None = None
+    tmp_path: Path, env: dict[str, str], *, config: Path | None = None, workers: int = 4
 ) -> Iterator[Gunicorn]:
     """Serve the project with ``workers`` sync workers on the test database, ``env`` added.
 
-    ``env`` may name another ``DATABASE_URL``; ``replica_urls`` sets the replicas
-    (none by default).
+    ``config`` is a gunicorn config file (e.g. deploy/gunicorn.conf.py) to serve with
+    instead of gunicorn's defaults.
     """
     port = free_port()
+    inherited = dict(os.environ)
+    # The replica the harness may start serves the primary's own database, not the test
+    # one; the workers must read the rows this test commits. A test that needs a replica
+    # passes the test database's on it in ``env``.
+    inherited.pop("DATABASE_REPLICA_URLS", None)
+    inherited.pop("PROMETHEUS_MULTIPROC_DIR", None)
     environment = {
-        **os.environ,
+        **inherited,
         "DATABASE_URL": database_url_of_the_test_db(),
         "LOG_LEVEL": "WARNING",
         "ACCESS_LOG_LEVEL": "WARNING",
         **env,
     }
-    # The replica the harness may start serves the primary's own database, not the test
-    # one; the workers must read the rows this test commits.
-    environment.pop("DATABASE_REPLICA_URLS", None)
-    if replica_urls:
-        environment["DATABASE_REPLICA_URLS"] = replica_urls
-    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = tmp_path / "gunicorn.log"
     command = [
         sys.executable, "-m", "gunicorn", "config.wsgi:application",
+        *(["--config", str(config)] if config is not None else []),
         "-w", str(workers), "-b", f"127.0.0.1:{port}", "--backlog", "2048",
         "--log-level", "warning",
     ]  # fmt: skip

@@ -33,6 +33,7 @@ def app_environment(database_url: str) -> dict[str, str]:
     """Return the environment of an app process on ``database_url`` and nothing else."""
     env = {**os.environ, "DATABASE_URL": database_url}
     env.update(DATABASE_REPLICA_URLS="", REDIS_URL="", CELERY_BROKER_URL="")
+    env.update(REDIS_SENTINELS="", REDIS_CLUSTER_NODES="")
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return env
 

@@ -61,8 +61,9 @@ def test_the_router_reads_from_haproxys_replica_port_and_writes_to_its_primary_p
     env = app_environment(cluster.primary_url)
     # Replay is paused on purpose below: the lag bound must not take the replica out.
     env["DATABASE_REPLICA_MAX_LAG_SECONDS"] = "3600"
+    env["DATABASE_REPLICA_URLS"] = cluster.replica_url
     with (
-        serving(tmp_path, env, workers=1, replica_urls=cluster.replica_url) as server,
+        serving(tmp_path, env, workers=1) as server,
         replay_paused(cluster),
     ):
         product = f"/api/v1/products/{_product_on_the_leader(cluster)}"
