@@ -202,11 +202,17 @@ class PatroniNode:
         self.process = Process(self.name, popen)
 
     def postmaster_pid(self) -> int | None:
-        """Return the pid of this node's running postmaster, if any."""
+        """Return the pid of this node's running postmaster, if any.
+
+        ``postmaster.pid`` outlives a killed server and its pid may be reused, and a
+        killed postmaster stays a zombie until reaped: only a live process whose command
+        line names this node's data directory counts.
+        """
         with contextlib.suppress(OSError, ValueError, IndexError):
             pid = int((self.data / "postmaster.pid").read_text().split()[0])
-            os.kill(pid, 0)
-            return pid
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if os.fsencode(self.data) in cmdline:
+                return pid
         return None
 
     def kill(self) -> None:
