@@ -6,14 +6,17 @@ leader and accepts writes, so Patroni keeps working when any single member dies.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.local.binaries import find_binary
-from deploy.local.processes import Process, ServerError, free_port, wait_until
+from deploy.local.processes import Process, ServerError, free_port, stop_group, wait_until
 
 START_TIMEOUT = 60.0
 
@@ -70,11 +73,20 @@ class EtcdCluster:
         """Return the members' client addresses as ``host:port``."""
         return [f"127.0.0.1:{member.client_port}" for member in self.members]
 
-    def stop(self) -> None:
-        """Stop every member (SIGTERM, then SIGKILL after a grace period)."""
+    def stop(self, *, graceful: bool = True) -> None:
+        """Stop every member: SIGTERM (SIGKILL after a grace period), or SIGKILL at once.
+
+        All are signalled first: a member stopping while the others still run hands
+        over leadership and waits for it; one after the other, that adds up.
+        """
+        signum = signal.SIGTERM if graceful else signal.SIGKILL
+        running = [m.process for m in self.members if m.process is not None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.popen.pid, signum)
         for member in self.members:
             if member.process is not None:
-                member.process.stop(10)
+                stop_group(member.process.popen, 10, signum)
                 member.process = None
 
 

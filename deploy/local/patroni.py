@@ -434,7 +434,7 @@ class PatroniCluster:
         else:
             for node in self.nodes.values():
                 node.kill()
-        self.etcd.stop()
+        self.etcd.stop(graceful=graceful)
         if remove and not os.environ.get("HIGHSCALE_KEEP_SERVER_DIRS"):
             shutil.rmtree(self.root, ignore_errors=True)
 
