@@ -455,13 +455,17 @@ def start_cluster(
 ) -> PatroniCluster:
     """Start etcd (3 members), ``nodes`` Patroni nodes and HAProxy under ``root``.
 
-    Wait until a leader runs, the replicas stream, HAProxy routes to both, and
-    ``database`` exists; on any failure stop what was started. ``parameters`` are
-    PostgreSQL settings of every node; unless ``durable``, nothing is fsynced
-    (throw-away data for tests).
+    ``root`` must be new or empty. Wait until a leader runs, the replicas stream,
+    HAProxy routes to both, and ``database`` exists; on any failure stop what was
+    started. ``parameters`` are PostgreSQL settings of every node; unless ``durable``,
+    nothing is fsynced (throw-away data for tests).
     """
     parameters = {**({} if durable else FAST_PARAMETERS), **(parameters or {})}
     settings = settings or PatroniSettings()
+    # Every run takes new free ports, and etcd keeps its members' peer URLs in its data:
+    # a cluster cannot be restarted from an old root.
+    if root.exists() and any(root.iterdir()):
+        raise ServerError(f"{root} is not empty: a Patroni cluster starts in a new directory")
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # noqa: S103 -- postgres-owned servers must traverse it
     etcd = start_etcd(root / "etcd")
