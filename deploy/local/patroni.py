@@ -468,11 +468,11 @@ def start_cluster(
         raise ServerError(f"{root} is not empty: a Patroni cluster starts in a new directory")
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)  # noqa: S103 -- postgres-owned servers must traverse it
-    etcd = start_etcd(root / "etcd")
     members = {
         f"pg{n}": PatroniNode(f"pg{n}", postgres.owned_dir(root / f"pg{n}", 0o700))
         for n in range(1, nodes + 1)
     }
+    etcd = start_etcd(root / "etcd")
     cluster = PatroniCluster(root, etcd, members, HAProxy(root / "haproxy"), settings, database)
     try:
         for node in members.values():
