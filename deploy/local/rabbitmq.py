@@ -19,6 +19,10 @@ REAL_SCRIPT = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 REAL_CTL = REAL_SCRIPT.with_name("rabbitmqctl")
 # How long a node may take to boot on a loaded machine.
 START_TIMEOUT = 90
+# A private node's rabbitmq-env.conf: epmd and Erlang distribution on loopback only.
+LOOPBACK_ENV = (
+    'ERL_EPMD_ADDRESS=127.0.0.1\nexport ERL_FLAGS="-kernel inet_dist_use_interface {127,0,0,1}"\n'
+)
 
 
 def server() -> tuple[str, str | None]:
@@ -40,8 +44,8 @@ def ctl() -> tuple[str, str | None]:
 def environment(home: Path, *, node: str, port: int, dist_port: int) -> dict[str, str]:
     """Return the variables that give node ``node`` its ports and keep its files in ``home``.
 
-    The machine's own rabbitmq-env.conf (the system node's name) is replaced by an empty
-    one in ``home``, which ``prepare_home`` writes.
+    The machine's own rabbitmq-env.conf (which names the system node) is replaced by
+    ``home``/rabbitmq-env.conf, which ``prepare_home`` writes: loopback only.
     """
     return {
         "RABBITMQ_CONF_ENV_FILE": str(home / "rabbitmq-env.conf"),
@@ -63,7 +67,7 @@ def prepare_home(home: Path, files: Mapping[str, str], user: str | None) -> None
     """Write ``files`` (``enabled_plugins``, ``rabbitmq.conf``, …) into ``home`` and hand
     everything under it to ``user``."""
     home.mkdir(parents=True, exist_ok=True)
-    for name, text in {"rabbitmq-env.conf": "", **files}.items():
+    for name, text in {"rabbitmq-env.conf": LOOPBACK_ENV, **files}.items():
         (home / name).write_text(text)
     if user:
         for path in (home, *home.rglob("*")):

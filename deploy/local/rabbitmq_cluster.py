@@ -205,16 +205,20 @@ class RabbitMQCluster:
         names = output.strip().strip("[]").replace("'", "").split(",")
         return sorted(self.node(name.strip()).name for name in names if name.strip())
 
-    def wait_running(self, count: int, timeout: float = 60) -> None:
-        """Wait until ``count`` nodes report themselves running in the cluster."""
+    def wait_running(self, count: int, timeout: float = 60) -> list[str]:
+        """Wait until ``count`` nodes report themselves running in the cluster; return them."""
+        running: list[str] = []
 
         def enough() -> bool:
+            nonlocal running
             try:
-                return len(self.running_nodes()) >= count
+                running = self.running_nodes()
             except ServerError:
                 return False
+            return len(running) >= count
 
         wait_until(enough, timeout, f"{count} running RabbitMQ node(s)", interval=0.5)
+        return running
 
     def ctl(self, name: str, *args: str) -> str:
         """Run ``rabbitmqctl -n <node> args…`` with the cluster's cookie; return its output."""

@@ -138,3 +138,6 @@ def test_orders_flowing_while_the_orders_queue_leader_is_killed_are_each_confirm
     assert sum(posted.values()) == ORDERS + 2
     # The surviving majority elected another leader.
     assert cluster.queue_leader(queue) != leader
+    # The killed node restarts on its data and rejoins: three nodes running again.
+    cluster.start_node(leader)
+    assert cluster.wait_running(3) == ["hs1", "hs2", "hs3"]
