@@ -14,7 +14,12 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
 from apps.core.db.settings import postgres_database, replica_databases
-from apps.core.redis_topology import SingleRedis, cache_entry, redis_topology_from_env
+from apps.core.redis_topology import (
+    SentinelRedis,
+    SingleRedis,
+    cache_entry,
+    redis_topology_from_env,
+)
 from config.env import (
     env_bool,
     env_int,
@@ -328,6 +333,11 @@ CACHE_REDIS_RETRY_SECONDS = 1.0
 # XFetch's beta: above 1 refreshes hot keys earlier; 0 turns early refresh off.
 CACHE_EARLY_REFRESH_BETA = 1.0
 CACHE_INVALIDATION_CHANNEL = "cache:invalidate"
+# Behind Sentinel an invalidation's record (pending.py) is deleted only once a replica
+# confirms the drop (WAIT, this long at most): replication is asynchronous, and a drop
+# the dying master had not passed on would come back with the promoted replica.
+CACHE_INVALIDATION_REPLICAS = 1 if isinstance(REDIS, SentinelRedis) else 0
+CACHE_INVALIDATION_REPLICA_WAIT_MS = 30
 # Backstop for invalidations Redis missed (pending.py): beat replays what is left this often.
 CACHE_PENDING_SWEEP_SECONDS = 5
 # Public profile: Redis TTL, and how long browsers and shared caches may reuse it.

@@ -52,6 +52,19 @@ class Gunicorn:
         return status, fields
 
 
+def display_names(server: Gunicorn, user_id: int, count: int = 20) -> list[str]:
+    """Return the public name that each of ``count`` new connections is served for the user.
+
+    Each request is a new connection, so the workers take turns answering them.
+    """
+    names = []
+    for _ in range(count):
+        status, _, body = server.request("GET", f"/api/v1/users/{user_id}")
+        assert status == 200, body
+        names.append(json.loads(body)["display_name"])
+    return names
+
+
 def database_url_of_the_test_db() -> str:
     """Return the URL of the database pytest-django made for this run."""
     db = connection.settings_dict

@@ -32,7 +32,7 @@ from django.core.exceptions import ImproperlyConfigured
 from redis import ConnectionPool, Redis
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-# The cache backend, and the client class that counts its reads for the metrics.
+# django-redis's cache backend, whatever the topology.
 CACHE_BACKEND = "django_redis.cache.RedisCache"
 
 

@@ -20,6 +20,7 @@ PACKAGES = {
     "psql": "postgresql-client",
     "pgbouncer": "pgbouncer",
     "redis-server": "redis-server",
+    "redis-sentinel": "redis-sentinel",
     "rabbitmq-server": "rabbitmq-server",
     "nginx": "nginx-light",
     "promtool": "prometheus",
