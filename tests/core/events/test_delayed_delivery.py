@@ -6,6 +6,7 @@ import logging
 import socket
 from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from celery import current_app
@@ -58,7 +59,7 @@ def test_delayed_delivery_is_declared_through_the_next_url_when_the_first_is_dea
     # Celery's own step warns of (and retries) the dead URL; this one goes on at once.
     assert [record.getMessage() for record in caplog.records] == []
     with Connection(first_node_dead) as conn:
-        channel = conn.channel()
+        channel: Any = conn.channel()
         # Passive: fails unless the topology exists on the live node.
         channel.exchange_declare("celery_delayed_delivery", "topic", passive=True)
         _, _, consumers = channel.queue_declare("celery_delayed_0", passive=True)
