@@ -28,6 +28,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from deploy.local import rabbitmq
 from deploy.local.binaries import find_binary
@@ -297,3 +298,67 @@ class RabbitMQCluster:
         except BaseException:
             node.process = None
             raise
+
+
+def measure_failover(cluster: RabbitMQCluster, *, seconds: float = 6.0) -> dict[str, object]:
+    """Publish confirmed messages to a quorum queue, SIGKILL its leader midway; return
+    the publish gap, the errors seen, and the confirmed and queued message counts."""
+    import time
+
+    from kombu import Connection, Exchange, Producer, Queue
+
+    queue = Queue(
+        "failover.probe",
+        Exchange("failover.probe", type="topic"),
+        routing_key="probe",
+        durable=True,
+        queue_arguments={"x-queue-type": "quorum"},
+    )
+    confirmed, errors, gap_start, gap = 0, 0, 0.0, 0.0
+    killed: str | None = None
+    with Connection(
+        cluster.urls(), transport_options={"confirm_publish": True}, connect_timeout=2
+    ) as conn:
+        producer = Producer(conn, exchange=queue.exchange, routing_key="probe")
+        producer.publish(b"0", declare=[queue])
+        leader = cluster.queue_leader(queue.name)
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            if killed is None and time.monotonic() - started > seconds / 3:
+                cluster.kill_node(leader)
+                killed, gap_start = leader, time.monotonic()
+            try:
+                producer.publish(b"m", retry=True, retry_policy={"max_retries": 20})
+            except Exception:  # noqa: BLE001 -- counted: a publish the failover refused
+                errors += 1
+                continue
+            confirmed += 1
+            if gap_start and not gap:
+                gap = time.monotonic() - gap_start
+            time.sleep(0.01)
+        channel: Any = conn.default_channel
+        _, queued, _ = channel.queue_declare(queue.name, passive=True)
+    return {
+        "killed": killed,
+        "new_leader": cluster.queue_leader(queue.name),
+        "publish_gap_s": round(gap, 3),
+        "errors": errors,
+        "confirmed": confirmed + 1,
+        "queued": queued,
+    }
+
+
+if __name__ == "__main__":
+    # python -m deploy.local.rabbitmq_cluster: start a cluster, measure one leader kill.
+    import shutil
+
+    from deploy.local.processes import scratch_dir
+
+    root = scratch_dir("highscale-rmq-measure-")
+    measured = RabbitMQCluster(root)
+    try:
+        measured.start()
+        print(measure_failover(measured))
+    finally:
+        measured.stop()
+        shutil.rmtree(root, ignore_errors=True)
