@@ -25,6 +25,11 @@ PACKAGES = {
     "epmd": "erlang-base",
     "nginx": "nginx-light",
     "promtool": "prometheus",
+    "patroni": "patroni",
+    "patronictl": "patroni",
+    "etcd": "etcd-server",
+    "etcdctl": "etcd-client",
+    "haproxy": "haproxy",
 }
 
 
