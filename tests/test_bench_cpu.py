@@ -96,3 +96,22 @@ def test_a_whole_order_costs_its_web_worker_and_servers_cpu_set_against_the_peer
         "(web 6.00, Celery worker 4.00, PostgreSQL 2.00; ms), textbook peer's web alone "
         "4.00 ms, ratio 3.00 to the peer (lower is cheaper)"
     )
+
+
+def test_descendants_reach_a_wrapped_servers_workers_and_nothing_beside_them():
+    snap = cpu.Snapshot(
+        {
+            p.pid: p
+            for p in (
+                cpu.Process(10, "runuser", 1, 0),
+                cpu.Process(11, "postgres", 10, 0),  # the server under its wrapper
+                cpu.Process(12, "postgres", 11, 0),  # a backend
+                cpu.Process(20, "postgres", 1, 0),  # another tenant's server
+            )
+        },
+        0,
+    )
+
+    group = cpu.descendants(snap, 10)
+
+    assert [pid for pid, p in snap.processes.items() if group(p)] == [10, 11, 12]

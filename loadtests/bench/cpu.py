@@ -103,3 +103,22 @@ def named(*names: str) -> Group:
     """Return a group of the processes with any of these names."""
     wanted = frozenset(names)
     return lambda process: process.name in wanted
+
+
+def descendants(snap: Snapshot, root: int) -> Group:
+    """Return a group of ``root`` and every process below it in ``snap``, at any depth.
+
+    For a server started through a wrapper (PostgreSQL run as its own user): its
+    workers are the wrapper's grandchildren. A process that ended before ``snap`` was
+    taken is not in it, and its time lands in "other".
+    """
+    children: dict[int, list[int]] = {}
+    for process in snap.processes.values():
+        children.setdefault(process.parent, []).append(process.pid)
+    found, todo = {root}, [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return lambda process: process.pid in found
