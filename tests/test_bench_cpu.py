@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -115,3 +117,13 @@ def test_descendants_reach_a_wrapped_servers_workers_and_nothing_beside_them():
     group = cpu.descendants(snap, 10)
 
     assert [pid for pid, p in snap.processes.items() if group(p)] == [10, 11, 12]
+
+
+def test_the_process_listening_on_a_port_is_found_by_its_socket():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        assert cpu.listening_pid(port) == os.getpid()
+    assert cpu.listening_pid(port) is None

@@ -135,17 +135,25 @@ def section(options: BenchOptions | None = None) -> int:
     return _print(placements, latencies, (duration, rounds))
 
 
-def chain_groups(web_pid: int, worker_pid: int, database: cpu.Group) -> dict[str, cpu.Group]:
-    """Return the processes an order passes through once a worker consumes its events.
-
-    RabbitMQ goes by name: a node already running on the machine is shared with others.
-    """
+def chain_groups(
+    web_pid: int, worker_pid: int, database: cpu.Group, broker: cpu.Group
+) -> dict[str, cpu.Group]:
+    """Return the processes an order passes through once a worker consumes its events."""
     return {
         "web": cpu.process_tree(web_pid),
         "Celery worker": cpu.process_tree(worker_pid),
         "PostgreSQL": database,
-        "RabbitMQ": cpu.named(*RABBITMQ_PROCESSES),
+        "RabbitMQ": broker,
     }
+
+
+def _broker_group(snap: cpu.Snapshot, broker_url: str) -> cpu.Group:
+    """Return the RabbitMQ node behind ``broker_url`` (by its listening socket), or, when
+    it cannot be found, every RabbitMQ process on the machine."""
+    from urllib.parse import urlsplit
+
+    pid = cpu.listening_pid(urlsplit(broker_url).port or 5672)
+    return cpu.descendants(snap, pid) if pid else cpu.named(*RABBITMQ_PROCESSES)
 
 
 def _environment(database_url: str, broker_url: str) -> dict[str, str]:
@@ -368,7 +376,12 @@ def _latencies(
     seconds = _settled_latencies(env["DATABASE_URL"], order_ids, worker)
     _wait_quiet(cpu.process_tree(worker.pid))
     after = cpu.snapshot()
-    groups = chain_groups(web.popen.pid, worker.pid, cpu.descendants(after, database_pid))
+    groups = chain_groups(
+        web.popen.pid,
+        worker.pid,
+        cpu.descendants(after, database_pid),
+        _broker_group(after, env["CELERY_BROKER_URL"]),
+    )
     spent = cpu.spent(before, after, groups)
     # The machine's other work (the client above, other tenants) is not the order's.
     spent.pop(cpu.OTHER, None)
