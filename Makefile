@@ -12,7 +12,7 @@ PORT ?= 8000
 help:
 	@echo "make run       serve the app on http://$(HOST):$(PORT) (embedded SQLite unless DATABASE_URL is set)"
 	@echo "make test      run the whole suite against real PostgreSQL, Redis and RabbitMQ"
-	@echo "make lint      ruff (lint + format check) and mypy"
+	@echo "make lint      ruff (lint + format check), mypy and hadolint (Dockerfile)"
 	@echo "make bench     throughput ratios against a bare WSGI floor"
 	@echo "make stack     nginx :8080 -> gunicorn x2 -> PgBouncer -> PostgreSQL + replica; Redis, RabbitMQ, Celery (Ctrl-C stops all)"
 	@echo "make loadtest  k6 against BASE_URL (default the stack, http://127.0.0.1:8080)"
@@ -41,6 +41,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/hadolint Dockerfile
 
 format: install
 	$(BIN)/ruff format .

@@ -26,6 +26,7 @@ from deploy.local.processes import ServerError, port_open
 from deploy.stack.layout import ROOT, Layout, StackError, run
 from deploy.stack.services import app_env, services
 from deploy.stack.supervise import alive, read_records
+from deploy.workers import POOLS
 
 # honcho kills what is still running this long after its SIGTERM; the supervisors stop
 # their processes tier after tier well within it (gunicorn drains for up to 25 s).
@@ -103,6 +104,7 @@ def _refuse_busy_ports(layout: Layout) -> None:
         "STACK_PGBOUNCER_REPLICA_PORT": layout.pgbouncer_replica_port,
         "STACK_REDIS_PORT": layout.redis_port,
         "STACK_WORKER_METRICS_PORT": layout.worker_metrics_port,
+        "STACK_WEBHOOK_WORKER_METRICS_PORT": layout.webhook_worker_metrics_port,
         **{f"STACK_WEB_PORTS ({port})": port for port in layout.web_ports},
     }
     if layout.own_broker:
@@ -129,7 +131,8 @@ def _prepare(layout: Layout) -> None:
     layout.redis_home.mkdir(exist_ok=True)
     if layout.own_broker:
         _prepare_rabbitmq(layout)
-    for process in ("worker", *(f"web{i}" for i, _ in enumerate(layout.web_ports, 1))):
+    workers = [pool.name for pool in POOLS]
+    for process in (*workers, *(f"web{i}" for i, _ in enumerate(layout.web_ports, 1))):
         layout.metrics_dir(process).mkdir(parents=True, exist_ok=True)
     _write_nginx(layout)
 
