@@ -91,7 +91,9 @@ def main(argv: list[str]) -> int:
         print(NOT_ROOT, file=sys.stderr)
         return 2
     if not shutil.which("ip") and not shutil.which("ip", path="/usr/sbin:/sbin"):
-        print("make region-drill: iproute2 is missing: apt-get install -y iproute2", file=sys.stderr)
+        print(
+            "make region-drill: iproute2 is missing: apt-get install -y iproute2", file=sys.stderr
+        )
         return 2
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or any(m not in ("async", "sync") for m in modes):

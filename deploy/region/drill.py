@@ -27,11 +27,15 @@ from deploy.local.processes import Process, ServerError, port_open, scratch_dir,
 from deploy.region.client import OrderClient, sign_up
 from deploy.region.frontdoor import FrontDoor
 from deploy.region.netns import Namespace, ip
-from deploy.region.region import NGINX, POSTGRES, READS, REDIS, WRITES, Region
+from deploy.region.region import NGINX, POSTGRES, REDIS, WRITES, Region
 from deploy.stack.layout import ROOT
 
 RTO_GOAL_SECONDS = 30.0
 COMMIT_SAMPLES = 40
+SET_COMMIT_LEVEL = {
+    "local": "SET synchronous_commit = 'local'",
+    "remote_apply": "SET synchronous_commit = 'remote_apply'",
+}
 # Once a region's veth is gone its addresses must not fall through to the default
 # route (off the machine): the whole range is unreachable except over a live veth.
 REGION_RANGE = "10.77.0.0/16"
@@ -95,7 +99,8 @@ class Result:
             found.append(f"{self.pending_after} orders never processed")
         if self.reserve_processed != self.orders_in_r2 or self.reserve_processed_twice:
             found.append(
-                f"reservations applied {self.reserve_processed} times for {self.orders_in_r2} orders"
+                f"reservations applied {self.reserve_processed} times "
+                f"for {self.orders_in_r2} orders"
             )
         if self.stock_taken != self.confirmed:
             found.append(f"stock taken {self.stock_taken} for {self.confirmed} confirmed orders")
@@ -144,12 +149,21 @@ class Drill:
         }
         for name, listed in routes.items():
             log = (self.root / f"relay-{name}.log").open("ab")
-            command = [sys.executable, "-m", "deploy.region.relay", "--delay-ms", str(self.delay_ms), *listed]
+            command = [
+                sys.executable,
+                "-m",
+                "deploy.region.relay",
+                "--delay-ms",
+                str(self.delay_ms),
+                *listed,
+            ]
             popen = subprocess.Popen(  # noqa: S603 -- our relay
                 command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
             )
             self.links.append(Process(f"relay-{name}", popen))
-        wait_until(lambda: port_open(b.gateway, POSTGRES) and port_open(a.gateway, POSTGRES), 30, "relay")
+        wait_until(
+            lambda: port_open(b.gateway, POSTGRES) and port_open(a.gateway, POSTGRES), 30, "relay"
+        )
 
     def cut_links(self) -> None:
         while self.links:
@@ -166,6 +180,8 @@ class Drill:
         say(f"namespaces {self.n1.name} ({self.n1.address}) and {self.n2.name} ({self.n2.address})")
         self.start_links()
         say(f"relay between the regions: {self.delay_ms:.0f} ms each way")
+        for region in (self.r1, self.r2):
+            region.start_broker()
         self.r1.init_primary()
         self.r1.start_postgres()
         product_id = self._seed()
@@ -176,8 +192,15 @@ class Drill:
         if self.mode == "sync":
             self.make_synchronous()
             say("r1: synchronous_commit = remote_apply, r2 its synchronous standby")
-        self.r1.start_services(primary=f"127.0.0.1:{POSTGRES}", peer_redis=f"redis://{self.n1.gateway}:{REDIS}/0")
-        self.r2.start_services(primary=f"{self.n2.gateway}:{POSTGRES}", peer_redis=f"redis://{self.n2.gateway}:{REDIS}/0")
+        self.r1.start_services(
+            primary=f"127.0.0.1:{POSTGRES}", peer_redis=f"redis://{self.n1.gateway}:{REDIS}/0"
+        )
+        self.r2.start_services(
+            primary=f"{self.n2.gateway}:{POSTGRES}",
+            peer_redis=f"redis://{self.n2.gateway}:{REDIS}/0",
+        )
+        for region in (self.r1, self.r2):
+            region.start_workers()
         self.r1.wait_serving()
         self.r2.wait_serving()
         say("both regions serve: nginx -> gunicorn -> PgBouncer, Redis, RabbitMQ, worker")
@@ -220,7 +243,7 @@ class Drill:
         timings: dict[str, list[float]] = {"local": [], "remote_apply": []}
         for _ in range(COMMIT_SAMPLES):
             for level, samples in timings.items():
-                connection.execute(f"SET synchronous_commit = '{level}'")
+                connection.execute(SET_COMMIT_LEVEL[level])
                 started = time.perf_counter()
                 connection.execute("INSERT INTO region_drill_sync_probe VALUES (1)")
                 samples.append(time.perf_counter() - started)
@@ -301,8 +324,8 @@ class Drill:
         say("[operator] r2: PgBouncer (writes) repointed to 127.0.0.1:5442 (RELOAD, RECONNECT)")
         with psycopg.connect(self.r2.dsn(), autocommit=True) as connection:
             cursor = connection.execute(
-                "UPDATE core_outboxevent SET sent_at = NULL "
-                f"WHERE sent_at > now() - interval '{REPUBLISH_WINDOW}'"
+                "UPDATE core_outboxevent SET sent_at = NULL WHERE sent_at > now() - %s::interval",
+                [REPUBLISH_WINDOW],
             )
         say(
             f"[operator] r2: {cursor.rowcount} outbox events of the last {REPUBLISH_WINDOW} "
@@ -342,16 +365,20 @@ class Drill:
                 row = connection.execute(sql).fetchone()
                 return int(row[0] or 0) if row else 0
 
-            keys = [row[0] for row in connection.execute("SELECT idempotency_key FROM orders_order")]
+            keys = [
+                row[0] for row in connection.execute("SELECT idempotency_key FROM orders_order")
+            ]
             result.orders_in_r2 = len(keys)
             result.duplicated = len(keys) - len(set(keys))
             result.lost = len(acked - set(keys))
             result.pending_after = one("SELECT count(*) FROM orders_order WHERE status = 'pending'")
             result.confirmed = one("SELECT count(*) FROM orders_order WHERE status = 'confirmed'")
-            reserve = "consumer LIKE '%%reserve%%'"
-            result.reserve_processed = one(f"SELECT count(*) FROM core_processedevent WHERE {reserve}")
+            result.reserve_processed = one(
+                "SELECT count(*) FROM core_processedevent WHERE consumer LIKE '%reserve%'"
+            )
             result.reserve_processed_twice = result.reserve_processed - one(
-                f"SELECT count(DISTINCT event_id) FROM core_processedevent WHERE {reserve}"
+                "SELECT count(DISTINCT event_id) FROM core_processedevent "
+                "WHERE consumer LIKE '%reserve%'"
             )
             result.stock_taken = one(
                 "SELECT 1000000000 - stock FROM orders_product WHERE sku = 'REGION-DRILL'"
@@ -363,17 +390,23 @@ class Drill:
     def fail_back(self, base_url: str, token: str, product_id: int) -> bool:
         """Bring r1 back as a replica of r2, then, when told, the front door back to r1."""
         say = self.clock.say
-        assert self.front is not None
+        if self.front is None:
+            raise ServerError("fail-back needs the front door")
         self.front.hold("r1")
         say("[operator] front door: r1 held out (maintenance) until told")
         self.n1.destroy()
         self.n1.create()
         self.start_links()
         shutil.rmtree(self.r1.home / "postgres", ignore_errors=True)
+        self.r1.start_broker()
         self.r1.clone_from(f"{self.n1.gateway}:{POSTGRES}")
         self.r1.start_postgres()
         say("[operator] r1: fresh base backup of r2 through the relay; streaming replica of r2")
-        self.r1.start_services(primary=f"{self.n1.gateway}:{POSTGRES}", peer_redis=f"redis://{self.n1.gateway}:{REDIS}/0")
+        self.r1.start_services(
+            primary=f"{self.n1.gateway}:{POSTGRES}",
+            peer_redis=f"redis://{self.n1.gateway}:{REDIS}/0",
+        )
+        self.r1.start_workers()
         self.r1.wait_serving()
         say("r1 serves: reads from its replica, writes to r2's primary through the relay")
         self.front.release("r1")
@@ -381,9 +414,14 @@ class Drill:
         front = self.front
         with contextlib.suppress(ServerError):
             wait_until(lambda: front.states().get("r1") == "UP", 30, "front door seeing r1")
-        headers = {"Authorization": f"Token {token}", "Idempotency-Key": f"failback-{secrets.token_hex(8)}"}
+        headers = {
+            "Authorization": f"Token {token}",
+            "Idempotency-Key": f"failback-{secrets.token_hex(8)}",
+        }
         body = {"items": [{"product_id": product_id, "quantity": 1}]}
-        response = requests.post(f"{base_url}/api/v1/orders", json=body, headers=headers, timeout=15)
+        response = requests.post(
+            f"{base_url}/api/v1/orders", json=body, headers=headers, timeout=15
+        )
         region = response.headers.get("X-Region")
         say(f"order after fail-back: {response.status_code}, served by {region}; {front.states()}")
         return response.status_code == 201 and region == "r1"
@@ -412,8 +450,7 @@ def run_drill(
     clients: list[OrderClient] = []
     try:
         product_id = drill.build()
-        assert drill.front is not None
-        base = drill.front.url
+        base = drill.front.url if drill.front else ""
         token = sign_up(base, f"drill-{secrets.token_hex(4)}")
         drill.result.invalidation_forwarded = drill.check_invalidation(base, token)
         say(f"cache invalidation r1 -> r2 forwarded: {drill.result.invalidation_forwarded}")
@@ -438,7 +475,9 @@ def run_drill(
             time.sleep(0.05)
         if first is None:
             raise ServerError("no order succeeded through the front door after the failover")
-        say(f"orders succeed again through the front door, {first - killed_at:.2f} s after the kill")
+        say(
+            f"orders succeed again through the front door, {first - killed_at:.2f} s after the kill"
+        )
         time.sleep(min(3.0, load_seconds / 2))
         for client in clients:
             client.stop()
@@ -456,7 +495,11 @@ def run_drill(
         steady = [a.latency for a in acks if a.at < killed_at and a.attempts == 1]
         if steady:
             result.latency_p50_ms = statistics.median(steady) * 1000
-            result.latency_p95_ms = statistics.quantiles(steady, n=20)[-1] * 1000 if len(steady) > 1 else steady[0] * 1000
+            result.latency_p95_ms = (
+                statistics.quantiles(steady, n=20)[-1] * 1000
+                if len(steady) > 1
+                else steady[0] * 1000
+            )
         before = [(at, s, b) for at, s, b in lags if at <= killed_at]
         if before:
             result.lag_at_kill_seconds, result.lag_bytes_at_kill = before[-1][1], before[-1][2]

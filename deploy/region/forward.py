@@ -95,7 +95,7 @@ class Forwarder:
 
     def run_once(self) -> None:
         """Subscribe, flush, and forward until the subscription fails."""
-        pubsub = self.peer.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.peer.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         try:
             pubsub.subscribe(CHANNEL)
             self.flush_local()
@@ -116,7 +116,9 @@ class Forwarder:
             try:
                 self.run_once()
             except (RedisError, OSError, ValueError) as error:
-                logger.warning("%s: forwarding interrupted (%s); subscribing again", self.region, error)
+                logger.warning(
+                    "%s: forwarding interrupted (%s); subscribing again", self.region, error
+                )
                 time.sleep(0.5)
 
 

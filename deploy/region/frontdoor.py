@@ -19,7 +19,9 @@ from deploy.local.processes import Process, free_port, port_open, wait_until
 BACKEND = "regions"
 
 
-def config(*, port: int, admin_socket: Path, primary: tuple[str, str], backup: tuple[str, str]) -> str:
+def config(
+    *, port: int, admin_socket: Path, primary: tuple[str, str], backup: tuple[str, str]
+) -> str:
     """Return HAProxy's configuration: ``(name, host:port)`` of the primary and the backup."""
     return f"""global
     stats socket {admin_socket} mode 600 level admin

@@ -55,6 +55,7 @@ class Region:
     home: Path
     secret_key: str
     processes: list[Process] = field(default_factory=list)
+    broker: Process | None = None
 
     @property
     def name(self) -> str:
@@ -83,7 +84,12 @@ class Region:
     # --- processes ----------------------------------------------------------------------
 
     def spawn(
-        self, name: str, command: list[str], *, user: str | None = None, env: dict[str, str] | None = None
+        self,
+        name: str,
+        command: list[str],
+        *,
+        user: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> Process:
         """Start ``command`` in the namespace, in a session of its own, logging to a file."""
         log = self.home / "logs" / f"{name}.log"
@@ -102,7 +108,9 @@ class Region:
         self.processes.append(process)
         return process
 
-    def wait_port(self, what: str, port: int, process: Process, timeout: float = START_TIMEOUT) -> None:
+    def wait_port(
+        self, what: str, port: int, process: Process, timeout: float = START_TIMEOUT
+    ) -> None:
         def ready() -> bool:
             if process.popen.poll() is not None:
                 raise ServerError(f"{self.name} {what} exited; see {self.home / 'logs'}")
@@ -217,14 +225,17 @@ class Region:
         )  # fmt: skip
         user = postgres.run_as()
         bouncer = find_binary("pgbouncer")
-        writes_p = self.spawn("pgbouncer-writes", [bouncer, str(self.home / "pgbouncer-writes" / "pgbouncer.ini")], user=user)
+        writes_p = self.spawn(
+            "pgbouncer-writes",
+            [bouncer, str(self.home / "pgbouncer-writes" / "pgbouncer.ini")],
+            user=user,
+        )
         reads_p = self.spawn("pgbouncer-reads", [bouncer, str(reads)], user=user)
         (self.home / "redis").mkdir(exist_ok=True)
         # Reached on the region's address by the other region's forwarder (through the
         # relay): no longer loopback-only, so protected mode would refuse it.
         redis_command = redis.command(REDIS, self.home / "redis", bind=f"127.0.0.1 {self.address}")
         redis_p = self.spawn("redis", [*redis_command, "--protected-mode", "no"])
-        rabbit_p = self._spawn_rabbitmq()
         self.wait_port("PgBouncer (writes)", WRITES, writes_p)
         self.wait_port("Redis", REDIS, redis_p)
         for directory in ("web", "worker"):
@@ -233,29 +244,47 @@ class Region:
             venv_bin("gunicorn"), "--config", str(ROOT / "deploy" / "gunicorn.conf.py"),
             "--bind", f"127.0.0.1:{WEB}", "config.wsgi",
         ]  # fmt: skip
-        web_p = self.spawn("gunicorn", web, env={**env, "PROMETHEUS_MULTIPROC_DIR": str(layout.metrics_dir("web"))})
+        self.spawn(
+            "gunicorn", web, env={**env, "PROMETHEUS_MULTIPROC_DIR": str(layout.metrics_dir("web"))}
+        )
         nginx_conf = nginx.write_config(layout.nginx_prefix, listen=str(NGINX), web_ports=[WEB])
         self.spawn("nginx", [
             find_binary("nginx"), "-p", f"{layout.nginx_prefix}/", "-c", str(nginx_conf),
             "-g", "daemon off; error_log stderr warn;",
         ])  # fmt: skip
-        forward = [sys.executable, "-m", "deploy.region.forward", "--region", self.name,
-                   "--local", f"redis://127.0.0.1:{REDIS}/0", "--peer", peer_redis,
-                   "--writes", f"postgres://postgres@127.0.0.1:{WRITES}/{postgres.DATABASE}",
-                   "--reads", f"postgres://postgres@127.0.0.1:{READS}/{postgres.DATABASE}"]  # fmt: skip
+        forward = [
+            sys.executable, "-m", "deploy.region.forward", "--region", self.name,
+            "--local", f"redis://127.0.0.1:{REDIS}/0", "--peer", peer_redis,
+            "--writes", postgres.url(WRITES), "--reads", postgres.url(READS),
+        ]  # fmt: skip
         self.spawn("forward", forward, env=env)
-        self.wait_port("RabbitMQ", RABBITMQ, rabbit_p, timeout=180)
+        self.wait_port("PgBouncer (reads)", READS, reads_p)
+
+    def start_broker(self) -> None:
+        """Start the region's RabbitMQ node (the slowest server to boot: start it first)."""
+        self.broker = self._spawn_rabbitmq()
+
+    def start_workers(self) -> None:
+        """Once RabbitMQ answers, start the Celery worker and beat (the outbox sweep)."""
+        layout = self.layout()
+        env = self.environment()
+        if self.broker is None:
+            raise ServerError(f"{self.name}: start_broker() first")
+        self.wait_port("RabbitMQ", RABBITMQ, self.broker, timeout=180)
         worker = [
             venv_bin("celery"), "--app", "config", "worker", "--loglevel", "WARNING",
             "--concurrency", "2", "--hostname", f"{self.name}@%h",
         ]  # fmt: skip
-        self.spawn("worker", worker, env={**env, "PROMETHEUS_MULTIPROC_DIR": str(layout.metrics_dir("worker"))})
+        self.spawn(
+            "worker",
+            worker,
+            env={**env, "PROMETHEUS_MULTIPROC_DIR": str(layout.metrics_dir("worker"))},
+        )
         beat = [
             venv_bin("celery"), "--app", "config", "beat", "--loglevel", "WARNING",
             "--schedule", str(self.home / "celerybeat-schedule"), "--pidfile", "",
         ]  # fmt: skip
         self.spawn("beat", beat, env=env)
-        self.wait_port("PgBouncer (reads)", READS, reads_p)
 
     def _spawn_rabbitmq(self) -> Process:
         binary, user = rabbitmq.server()
@@ -265,7 +294,10 @@ class Region:
         env = {
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
             **rabbitmq.environment(
-                home, node=f"highscale-{self.name}@localhost", port=RABBITMQ, dist_port=RABBITMQ + 20000
+                home,
+                node=f"highscale-{self.name}@localhost",
+                port=RABBITMQ,
+                dist_port=RABBITMQ + 20000,
             ),
         }
         # On the region's own addresses, so that the host side sees it start; no route
@@ -279,7 +311,10 @@ class Region:
 
         def up() -> bool:
             try:
-                return requests.get(f"http://{self.address}:{NGINX}/healthz", timeout=2).status_code == 200
+                return (
+                    requests.get(f"http://{self.address}:{NGINX}/healthz", timeout=2).status_code
+                    == 200
+                )
             except requests.RequestException:
                 return False
 

@@ -48,7 +48,7 @@ async def _serve(listen: tuple[str, int], target: tuple[str, int], delay: float)
     async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             upstream = await asyncio.wait_for(asyncio.open_connection(*target), 5)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             writer.close()
             return
         up_reader, up_writer = upstream
