@@ -303,8 +303,7 @@ class Drill:
 
     def kill_r1(self) -> None:
         """Kill region r1 whole: every process in its namespace, then its link."""
-        self.n1.kill_all()
-        self.r1.processes.clear()
+        self.r1.stop()
         self.cut_links()
         self.n1.cut_link()
 
