@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+import traceback
 from pathlib import Path
 from types import FrameType
 
@@ -122,6 +123,10 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("make region-drill: interrupted; everything it made is removed", file=sys.stderr)
         return 130
+    except Exception:  # the drill itself broke: say where, after its cleanup ran
+        traceback.print_exc()
+        print("make region-drill: the drill failed (traceback above)", file=sys.stderr)
+        return 2
     print(report(results), flush=True)
     if args.json:
         args.json.write_text(to_json(results))
