@@ -32,6 +32,7 @@ from deploy.stack.layout import ROOT
 
 RTO_GOAL_SECONDS = 30.0
 COMMIT_SAMPLES = 40
+LAG_SAMPLE_SECONDS = 0.2
 SET_COMMIT_LEVEL = {
     "local": "SET synchronous_commit = 'local'",
     "remote_apply": "SET synchronous_commit = 'remote_apply'",
@@ -93,6 +94,14 @@ class Result:
         found = []
         if self.mode == "sync" and self.lost:
             found.append(f"sync lost {self.lost} acknowledged orders")
+        if self.mode == "async" and self.lost:
+            # The lag is sampled every LAG_SAMPLE_SECONDS; allow one interval of slack.
+            bound = max(self.lag_at_kill_seconds or 0.0, self.lag_max_seconds or 0.0)
+            if self.rpo_seconds > bound + LAG_SAMPLE_SECONDS:
+                found.append(
+                    f"async lost {self.rpo_seconds:.3f} s of writes, more than the lag "
+                    f"({bound:.3f} s) before the kill"
+                )
         if self.duplicated:
             found.append(f"{self.duplicated} orders duplicated")
         if self.pending_after:
@@ -464,7 +473,7 @@ def run_drill(
         while time.monotonic() < until:
             with contextlib.suppress(psycopg.Error):
                 lags.append((time.monotonic(), *drill.replication_lag()))
-            time.sleep(0.2)
+            time.sleep(LAG_SAMPLE_SECONDS)
         killed_at = time.monotonic()
         drill.kill_r1()
         say(f"KILLED r1: every process in {drill.n1.name}, the relay and the veth")
