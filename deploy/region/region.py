@@ -13,12 +13,14 @@ also listen on the region's own address.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import requests
 
 from deploy.local import nginx, pgbouncer, postgres, rabbitmq, redis
 from deploy.local.binaries import find_binary
@@ -187,8 +189,6 @@ class Region:
 
     def environment(self) -> dict[str, str]:
         """The app's environment in this region: the contract's variables."""
-        import os
-
         env = {**os.environ, **app_env(self.layout(), self.secret_key)}
         env.update(
             # The drill's client places hundreds of orders a minute as one user.
@@ -308,7 +308,6 @@ class Region:
 
     def wait_serving(self, timeout: float = START_TIMEOUT) -> None:
         """Wait until nginx answers /healthz on the region's address."""
-        import requests
 
         def up() -> bool:
             try:
