@@ -1,21 +1,26 @@
 # syntax=docker/dockerfile:1
 # highscale: one image for every role; the command picks it (the same commands `make stack` runs):
 #   web     gunicorn -c deploy/gunicorn.conf.py config.wsgi        (default)
-#   worker  celery -A config worker -l INFO --concurrency 2   (size the pool to the CPU limit)
+#   worker  celery -A config worker -l INFO -Q highscale.orders,highscale.default --prefetch-multiplier 4 --concurrency 2
+#   webhook celery -A config worker -l INFO -Q highscale.webhooks --prefetch-multiplier 1 --concurrency 2
+#           (two pools: deploy/workers.py; size --concurrency to the CPU limit)
 #   beat    celery -A config beat -l INFO --schedule /tmp/celerybeat-schedule
 #   migrate python manage.py migrate --noinput
 # Build: docker build -t highscale:0.1.0 .
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# --- builder: the locked dependencies in a virtualenv ----------------------------------
+# --- builder: the runtime dependencies in a virtualenv ---------------------------------
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
-COPY requirements.lock /tmp/requirements.lock
-# Every pin has a manylinux wheel for CPython 3.11, so no compiler is needed.
-RUN /opt/venv/bin/pip install --no-compile -r /tmp/requirements.lock \
+# Only what runs (python -m deploy.runtime_lock): no test, lint or load-test tool.
+COPY requirements-runtime.lock /tmp/requirements-runtime.lock
+# Every pin has a manylinux wheel for CPython 3.11, so no compiler is needed; --no-deps:
+# the lock is the whole set, nothing else may come in.
+RUN /opt/venv/bin/pip install --no-compile --no-deps -r /tmp/requirements-runtime.lock \
+ && /opt/venv/bin/pip check \
  && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
 # --- runtime: the venv and the code, run as an unprivileged user -----------------------

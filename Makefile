@@ -7,17 +7,18 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help install run test lint format bench stack loadtest find-capacity dr-drill clean
+.PHONY: help install run test lint format bench stack loadtest find-capacity dr-drill region-drill clean
 
 help:
 	@echo "make run       serve the app on http://$(HOST):$(PORT) (embedded SQLite unless DATABASE_URL is set)"
 	@echo "make test      run the whole suite against real PostgreSQL, Redis and RabbitMQ"
-	@echo "make lint      ruff (lint + format check) and mypy"
+	@echo "make lint      ruff (lint + format check), mypy and hadolint (Dockerfile)"
 	@echo "make bench     throughput ratios against a bare WSGI floor"
 	@echo "make stack     nginx :8080 -> gunicorn x2 -> PgBouncer -> PostgreSQL + replica; Redis, RabbitMQ, Celery (Ctrl-C stops all)"
 	@echo "make loadtest  k6 against BASE_URL (default the stack, http://127.0.0.1:8080)"
 	@echo "make find-capacity  k6 steps up the request rate until p95/failure thresholds break"
 	@echo "make dr-drill  restore + replica promotion on private PostgreSQL under var/dr; RPO/RTO"
+	@echo "make region-drill  two regions in network namespaces (root): kill r1 under load, fail over; RPO/RTO async and sync"
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +42,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/hadolint Dockerfile
 
 format: install
 	$(BIN)/ruff format .
@@ -74,6 +76,12 @@ find-capacity: install
 # base backup + archived WAL, then replica promotion, each while orders are written.
 dr-drill: install
 	$(BIN)/python -m deploy.dr.drill $(DR_ARGS)
+
+# Two regions in network namespaces (root), a 20 ms relay between them, HAProxy in front;
+# kills r1 under order load, promotes r2, fails back (docs/regions.md). REGION_ARGS: e.g.
+# --modes sync --delay-ms 50 --load-seconds 20 --no-failback.
+region-drill: install
+	$(BIN)/python -m deploy.region $(REGION_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

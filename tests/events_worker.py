@@ -51,6 +51,35 @@ class WarehouseServer:
     default_status: int = 200
     requests: list[tuple[float, dict[str, Any], dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Cleared by ``hold()``: every request then waits (a warehouse that is slow) until
+    # ``release()``; ``held`` counts the requests waiting, ``answered`` those answered.
+    released: threading.Event = field(default_factory=threading.Event)
+    held: int = 0
+    answered: int = 0
+
+    def __post_init__(self) -> None:
+        self.released.set()
+
+    def hold(self) -> None:
+        """Make every request wait for ``release()`` before it is answered."""
+        with self.lock:
+            self.answered = 0
+        self.released.clear()
+
+    def release(self) -> None:
+        """Answer the held requests, and every later one at once."""
+        self.released.set()
+
+    def wait_if_held(self) -> None:
+        with self.lock:
+            self.held += 1
+        try:
+            # Bounded: a test that forgets to release must not hang the server forever.
+            self.released.wait(120)
+        finally:
+            with self.lock:
+                self.held -= 1
+                self.answered += 1
 
     def reset(self, *statuses: int, then: int = 200) -> None:
         """Answer ``statuses`` in turn, then ``then`` forever; forget earlier requests."""
@@ -75,6 +104,7 @@ def _handler(server: WarehouseServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
+            server.wait_if_held()
             status = server.next_status(body, dict(self.headers.items()))
             self.send_response(status)
             self.send_header("Content-Length", "0")

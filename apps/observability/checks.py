@@ -1,11 +1,12 @@
-"""Readiness checks: each answers whether one dependency is usable right now.
+"""Readiness checks: each reports the state and role of one dependency right now.
 
 Every check runs in a thread of its own with a deadline (``READYZ_CHECK_TIMEOUT_SECONDS``),
-all at once, so a dependency that hangs (a paused server, a half-open connection) turns
-``/readyz`` into a 503 naming it within about that time instead of holding the probe,
-and the kubelet's, until its own timeout. A check whose previous probe is still stuck
-fails at once rather than piling up another thread: at most one thread per check is
-ever blocked on a hung dependency.
+all at once, so a dependency that hangs (a paused server, a half-open connection) is
+reported ``down`` within about that time instead of holding the probe, and the
+kubelet's, until its own timeout. A check whose previous probe is still stuck fails at
+once rather than piling up another thread: at most one thread per check is ever blocked
+on a hung dependency. Which failures make the pod unready is decided by
+``apps.observability.readiness``, not here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -23,14 +24,33 @@ from django.db import connections
 
 from apps.core.events.brokers import failover_retries
 
+OK, DEGRADED, DOWN = "ok", "degraded", "down"
+
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The outcome of one readiness check."""
+    """The outcome of one readiness check: ``ok``, ``degraded`` or ``down``.
+
+    ``role`` is what the dependency is to this pod (``leader``/``replica`` for
+    PostgreSQL, ``master``/``replica`` for Redis, ``node`` for the broker), None when it
+    could not be asked; ``target`` names the server the role belongs to; ``extra``
+    holds what the body shows beside them (each replica, the broker's cluster).
+    """
 
     name: str
-    ok: bool
+    state: str
     detail: str
+    role: str | None = None
+    target: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.state == OK
+
+    @classmethod
+    def down(cls, name: str, detail: str) -> CheckResult:
+        return cls(name, DOWN, detail)
 
 
 def _timeout() -> float:
@@ -39,11 +59,13 @@ def _timeout() -> float:
 
 
 def check_database() -> CheckResult:
-    """Run ``SELECT 1`` on the primary over a connection of its own, with short timeouts.
+    """Ask the primary whether it is in recovery, over a connection of its own.
 
     Its own connection, because a request's shared one (or the pool's) may be the very
     thing that hangs; the connect and statement timeouts stop a slow server from
-    holding the probe's thread beyond its deadline where the server still answers.
+    holding the probe's thread beyond its deadline where the server still answers. A
+    server in recovery (a replica behind ``DATABASE_URL``, a leader demoted by a
+    failover) takes no writes, so the pod cannot serve: that is ``down`` too.
     """
     base = connections["default"]
     settings_dict: dict[str, Any] = {**base.settings_dict}
@@ -57,31 +79,54 @@ def check_database() -> CheckResult:
         settings_dict["OPTIONS"] = options
         settings_dict["CONN_MAX_AGE"] = 0
     probe = type(base)(settings_dict, base.alias)
+    postgres = base.vendor == "postgresql"
     try:
         with probe.cursor() as cursor:
-            cursor.execute("SELECT 1")
+            cursor.execute("SELECT pg_is_in_recovery()" if postgres else "SELECT 0")
+            in_recovery = bool(cursor.fetchone()[0])
     except Exception as exc:  # Any failure means "not ready", reported by name
-        return CheckResult("database", ok=False, detail=type(exc).__name__)
+        return CheckResult.down("database", type(exc).__name__)
     finally:
         probe.close()
-    return CheckResult("database", ok=True, detail="ok")
+    if not postgres:
+        return CheckResult("database", OK, "ok", role="standalone", target=base.alias)
+    if in_recovery:
+        return CheckResult(
+            "database", DOWN, "in recovery: takes no writes", role="replica", target=base.alias
+        )
+    return CheckResult("database", OK, "ok", role="leader", target=base.alias)
 
 
 def check_cache() -> CheckResult:
-    """Write and read back a short-lived key in the default cache."""
+    """Write and read back a short-lived key in the default cache; ask Redis its role."""
     key, value = "readyz:probe", uuid.uuid4().hex
     try:
         cache.set(key, value, timeout=5)
         ok = cache.get(key) == value
-    except Exception as exc:  # Any failure means "not ready", reported by name
-        return CheckResult("cache", ok=False, detail=type(exc).__name__)
-    return CheckResult("cache", ok=ok, detail="ok" if ok else "read back a different value")
+        role = _redis_role()
+    except Exception as exc:  # Any failure means "down", reported by name
+        return CheckResult.down("cache", type(exc).__name__)
+    if not ok:
+        return CheckResult("cache", DOWN, "read back a different value", role=role)
+    return CheckResult("cache", OK, "ok", role=role, target="default")
+
+
+def _redis_role() -> str:
+    """Return ``master`` or ``replica`` from Redis's ``ROLE``; ``in-process`` without Redis."""
+    if settings.CACHES["default"]["BACKEND"] != "django_redis.cache.RedisCache":
+        return "in-process"
+    from django_redis import get_redis_connection
+
+    reply = get_redis_connection("default").role()
+    role = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+    # Redis still answers "slave" for a replica.
+    return "replica" if role == "slave" else role
 
 
 def check_broker() -> CheckResult:
     """Open (and close) a connection to the Celery broker, when one is configured."""
     if not settings.CELERY_BROKER_URL:
-        return CheckResult("broker", ok=True, detail="in-process (no broker configured)")
+        return CheckResult("broker", OK, "in-process (no broker configured)", role="in-process")
     from kombu import Connection
 
     timeout = _timeout()
@@ -92,31 +137,47 @@ def check_broker() -> CheckResult:
                 max_retries=failover_retries(settings.CELERY_BROKER_URL),
                 timeout=max(1, round(timeout)),
             )
-    except Exception as exc:  # Any failure means "not ready", reported by name
-        return CheckResult("broker", ok=False, detail=type(exc).__name__)
-    return CheckResult("broker", ok=True, detail="ok")
+            # With several URLs (a cluster), the one that answered: kombu's current host.
+            node = str(conn.host)
+            server = getattr(conn.connection, "server_properties", None) or {}
+    except Exception as exc:  # Any failure means "down", reported by name
+        return CheckResult.down("broker", type(exc).__name__)
+    extra = {"node": node, "cluster": _text(server.get("cluster_name"))}
+    return CheckResult("broker", OK, "ok", role="node", target=node, extra=extra)
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return None if value is None else str(value)
 
 
 def check_replicas() -> CheckResult:
-    """Report each replica's state and lag, from the router's health monitor.
+    """Report each replica's state, role and lag, from the router's health monitor.
 
-    Stays ok while replicas are down or lagging: their reads fall back to the primary
-    (within its budget), and taking every pod out of service for that would turn a
-    degraded replica into a full outage.
+    ``ok`` while every replica serves reads, ``degraded`` while some do not (lagging
+    past the bound, or down), ``down`` when none does; either way their reads fall back
+    to the primary (within its budget), so the pod still serves.
     """
     from apps.core.db.health import replica_report
 
     report = replica_report()
     if not report:
-        return CheckResult("replica", ok=True, detail="none configured (reads on the primary)")
-    parts = []
+        return CheckResult("replica", OK, "none configured (reads on the primary)")
+    parts, replicas = [], {}
     for alias, st in report.items():
+        role = None if st["in_recovery"] is None else "replica" if st["in_recovery"] else "leader"
         if not st["healthy"]:
+            state = DOWN
             parts.append(f"{alias}: down (reads on the primary)")
         else:
-            state = "ok" if st["usable"] else "lagging past the bound (reads on the primary)"
-            parts.append(f"{alias}: {state}, lag {st['lag_seconds']:.3f} s")
-    return CheckResult("replica", ok=True, detail="; ".join(parts))
+            state = OK if st["usable"] else DEGRADED
+            text = "ok" if st["usable"] else "lagging past the bound (reads on the primary)"
+            parts.append(f"{alias}: {text}, lag {st['lag_seconds']:.3f} s")
+        replicas[alias] = {"state": state, "role": role, "lag_seconds": st["lag_seconds"]}
+    states = {r["state"] for r in replicas.values()}
+    overall = OK if states == {OK} else DOWN if states == {DOWN} else DEGRADED
+    return CheckResult("replica", overall, "; ".join(parts), extra={"replicas": replicas})
 
 
 # (name, check): the name is what a timed-out check is reported as.
@@ -145,7 +206,7 @@ class _Probe(threading.Thread):
         try:
             self.result = self.check()
         except Exception as exc:  # A check that raises is a failing check, not a 500
-            self.result = CheckResult(self.check_name, ok=False, detail=type(exc).__name__)
+            self.result = CheckResult.down(self.check_name, type(exc).__name__)
         finally:
             with _in_flight_lock:
                 _in_flight.discard(self.check_name)
@@ -167,7 +228,7 @@ def run_readiness_checks(timeout: float | None = None) -> list[CheckResult]:
             if not stuck:
                 _in_flight.add(name)
         if stuck:
-            probes.append(CheckResult(name, ok=False, detail="previous probe still running"))
+            probes.append(CheckResult.down(name, "previous probe still running"))
             continue
         probe = _Probe(name, check)
         probe.start()
@@ -180,9 +241,7 @@ def run_readiness_checks(timeout: float | None = None) -> list[CheckResult]:
             continue
         entry.join(max(0.0, deadline - time.monotonic()))
         if entry.result is None:
-            results.append(
-                CheckResult(entry.check_name, ok=False, detail=f"timed out after {timeout:g} s")
-            )
+            results.append(CheckResult.down(entry.check_name, f"timed out after {timeout:g} s"))
         else:
             results.append(entry.result)
     return results

@@ -9,8 +9,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.core.http.responses import error_response
-from apps.observability.checks import run_readiness_checks
 from apps.observability.exposition import render_metrics
+from apps.observability.readiness import readiness_evaluate
 
 
 def _get_only(view: Callable[[HttpRequest], JsonResponse]) -> Callable[[HttpRequest], JsonResponse]:
@@ -38,18 +38,18 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+STRICT_VALUES = {"": False, "0": False, "false": False, "1": True, "true": True}
+
+
 @_get_only
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Answer 200 when every dependency is usable, else 503 naming the failing checks."""
-    results = run_readiness_checks()
-    failing = [r.name for r in results if not r.ok]
-    body = {
-        "status": "ok" if not failing else "unavailable",
-        "checks": {r.name: {"ok": r.ok, "detail": r.detail} for r in results},
-    }
-    if failing:
-        body["detail"] = "Not ready: " + ", ".join(failing) + "."
-    return JsonResponse(body, status=503 if failing else 200)
+    """Answer 503 when the pod cannot serve (the primary database), else 200 with every
+    dependency's state and role; ``?strict=1`` answers 503 when any check is not ok."""
+    raw = request.GET.get("strict", "")
+    if raw.lower() not in STRICT_VALUES:
+        return error_response(400, f"strict must be 1 or 0, not {raw!r}.")
+    readiness = readiness_evaluate(strict=STRICT_VALUES[raw.lower()])
+    return JsonResponse(readiness.body, status=readiness.status_code)
 
 
 @csrf_exempt

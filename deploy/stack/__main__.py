@@ -8,7 +8,6 @@ tier order; once honcho returns, anything still alive from this run is killed.
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import os
 import secrets
@@ -20,12 +19,13 @@ from pathlib import Path
 from honcho import manager as honcho_manager  # type: ignore[import-untyped]
 from honcho.printer import Printer  # type: ignore[import-untyped]
 
-from deploy.local import rabbitmq
+from deploy.local import nginx, pgbouncer, rabbitmq
 from deploy.local.postgres import owned_dir, run_as
 from deploy.local.processes import ServerError, port_open
 from deploy.stack.layout import ROOT, Layout, StackError, run
 from deploy.stack.services import app_env, services
 from deploy.stack.supervise import alive, read_records
+from deploy.workers import POOLS
 
 # honcho kills what is still running this long after its SIGTERM; the supervisors stop
 # their processes tier after tier well within it (gunicorn drains for up to 25 s).
@@ -103,6 +103,7 @@ def _refuse_busy_ports(layout: Layout) -> None:
         "STACK_PGBOUNCER_REPLICA_PORT": layout.pgbouncer_replica_port,
         "STACK_REDIS_PORT": layout.redis_port,
         "STACK_WORKER_METRICS_PORT": layout.worker_metrics_port,
+        "STACK_WEBHOOK_WORKER_METRICS_PORT": layout.webhook_worker_metrics_port,
         **{f"STACK_WEB_PORTS ({port})": port for port in layout.web_ports},
     }
     if layout.own_broker:
@@ -129,7 +130,8 @@ def _prepare(layout: Layout) -> None:
     layout.redis_home.mkdir(exist_ok=True)
     if layout.own_broker:
         _prepare_rabbitmq(layout)
-    for process in ("worker", *(f"web{i}" for i, _ in enumerate(layout.web_ports, 1))):
+    workers = [pool.name for pool in POOLS]
+    for process in (*workers, *(f"web{i}" for i, _ in enumerate(layout.web_ports, 1))):
         layout.metrics_dir(process).mkdir(parents=True, exist_ok=True)
     _write_nginx(layout)
 
@@ -150,35 +152,14 @@ def _refuse_data_postgres_cannot_reach(layout: Layout) -> None:
 
 
 def _write_pgbouncer(layout: Layout, name: str, server_port: int) -> None:
-    """Write the shipped PgBouncer config, pointed at this stack's server, into its home.
-
-    PgBouncer runs as the PostgreSQL user, which owns its home and files.
-    """
-    home = owned_dir(layout.pgbouncer_home(name))
-    config = configparser.ConfigParser(interpolation=None, comment_prefixes=(";", "#"))
-    config.optionxform = str  # type: ignore[assignment,method-assign]
-    config.read(ROOT / "deploy" / "pgbouncer" / "pgbouncer.ini")
-    config["databases"] = {
-        "highscale": f"host=127.0.0.1 port={server_port} dbname=highscale",
-    }
+    """Write the shipped PgBouncer config, pointed at this stack's server, into its home."""
     port = layout.pgbouncer_port if name == "pgbouncer" else layout.pgbouncer_replica_port
-    config["pgbouncer"].update(
-        listen_addr="127.0.0.1",
-        listen_port=str(port),
-        unix_socket_dir=str(home),
-        # Loopback only, like the PostgreSQL servers behind it (initdb -A trust).
-        auth_type="trust",
-        auth_file=str(home / "userlist.txt"),
-        logfile="",
-        pidfile=str(home / "pgbouncer.pid"),
+    pgbouncer.write_config(
+        layout.pgbouncer_home(name),
+        listen_port=port,
+        server_host="127.0.0.1",
+        server_port=server_port,
     )
-    (home / "userlist.txt").write_text('"postgres" ""\n')
-    with open(home / "pgbouncer.ini", "w") as handle:
-        config.write(handle)
-    user = run_as()
-    if user:
-        for path in home.iterdir():
-            shutil.chown(path, user=user)
 
 
 def _prepare_rabbitmq(layout: Layout) -> None:
@@ -202,22 +183,9 @@ def _prepare_rabbitmq(layout: Layout) -> None:
 
 def _write_nginx(layout: Layout) -> None:
     """Write the shipped nginx config with this stack's ports into the nginx prefix."""
-    prefix = layout.nginx_prefix
-    for sub in ("logs", "temp", "cache", "static"):
-        (prefix / sub).mkdir(parents=True, exist_ok=True)
-    text = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
-    text = text.replace("listen 127.0.0.1:8080", f"listen 127.0.0.1:{layout.nginx_port}")
-    servers = "".join(
-        f"        server 127.0.0.1:{port} max_fails=3 fail_timeout=5s;\n"
-        for port in layout.web_ports
+    nginx.write_config(
+        layout.nginx_prefix, listen=f"127.0.0.1:{layout.nginx_port}", web_ports=layout.web_ports
     )
-    shipped = (
-        "        server 127.0.0.1:8001 max_fails=3 fail_timeout=5s;\n"
-        "        server 127.0.0.1:8002 max_fails=3 fail_timeout=5s;\n"
-    )
-    if shipped not in text:
-        raise StackError("deploy/nginx/nginx.conf: the upstream servers are not where expected")
-    (prefix / "nginx.conf").write_text(text.replace(shipped, servers))
 
 
 def _announce(layout: Layout) -> None:

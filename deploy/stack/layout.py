@@ -12,6 +12,7 @@ from typing import Any
 
 from deploy.local import postgres
 from deploy.local.processes import ServerError
+from deploy.workers import DEFAULT_QUEUE_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,9 @@ DEFAULTS = {
     "STACK_REDIS_PORT": "6380",
     "STACK_RABBITMQ_PORT": "5672",
     "STACK_WORKER_METRICS_PORT": "9540",
+    "STACK_WEBHOOK_WORKER_METRICS_PORT": "9541",
     "STACK_WORKER_CONCURRENCY": "2",
+    "STACK_WEBHOOK_WORKER_CONCURRENCY": "2",
     "STACK_POSTGRES_FSYNC": "on",
 }
 
@@ -47,6 +50,13 @@ def _port(environ: Mapping[str, str], name: str) -> int:
     return port
 
 
+def _count(environ: Mapping[str, str], name: str) -> int:
+    raw = environ.get(name) or DEFAULTS[name]
+    if not raw.isdigit() or int(raw) < 1:
+        raise StackError(f"{name}={raw!r} is not a positive number")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Layout:
     """The stack's directories and ports, read from the environment."""
@@ -61,7 +71,11 @@ class Layout:
     redis_port: int
     rabbitmq_port: int
     worker_metrics_port: int
+    webhook_worker_metrics_port: int
     worker_concurrency: int
+    webhook_worker_concurrency: int
+    # EVENTS_QUEUE_PREFIX: the workers' -Q names are built from it.
+    queue_prefix: str
     postgres_fsync: bool
     # An AMQP URL to use instead of a RabbitMQ of the stack's own.
     broker_url: str
@@ -77,9 +91,6 @@ class Layout:
         )
         if not web_ports:
             raise StackError("STACK_WEB_PORTS needs at least one port")
-        concurrency = environ.get("STACK_WORKER_CONCURRENCY") or "2"
-        if not concurrency.isdigit() or int(concurrency) < 1:
-            raise StackError(f"STACK_WORKER_CONCURRENCY={concurrency!r} is not a positive number")
         fsync = (environ.get("STACK_POSTGRES_FSYNC") or "on").lower()
         if fsync not in ("on", "off"):
             raise StackError(f"STACK_POSTGRES_FSYNC={fsync!r}: use on or off")
@@ -94,7 +105,10 @@ class Layout:
             redis_port=_port(environ, "STACK_REDIS_PORT"),
             rabbitmq_port=_port(environ, "STACK_RABBITMQ_PORT"),
             worker_metrics_port=_port(environ, "STACK_WORKER_METRICS_PORT"),
-            worker_concurrency=int(concurrency),
+            webhook_worker_metrics_port=_port(environ, "STACK_WEBHOOK_WORKER_METRICS_PORT"),
+            worker_concurrency=_count(environ, "STACK_WORKER_CONCURRENCY"),
+            webhook_worker_concurrency=_count(environ, "STACK_WEBHOOK_WORKER_CONCURRENCY"),
+            queue_prefix=environ.get("EVENTS_QUEUE_PREFIX") or DEFAULT_QUEUE_PREFIX,
             postgres_fsync=fsync == "on",
             broker_url=environ.get("STACK_BROKER_URL", ""),
         )

@@ -20,6 +20,7 @@ from deploy.local.binaries import find_binary
 from deploy.local.postgres import PostgresServer
 from deploy.local.processes import port_open
 from deploy.stack.layout import ROOT, Layout, run, venv_bin
+from deploy.workers import FAST, POOLS, WorkerPool
 
 # (what is awaited, the check) — a process starts once every check of its list passes.
 Check = tuple[str, Callable[[], bool]]
@@ -82,7 +83,8 @@ def services(layout: Layout) -> list[Service]:
     if layout.own_broker:
         found.append(_rabbitmq(layout))
     found += [_web(layout, index, port) for index, port in enumerate(layout.web_ports, 1)]
-    found += [_worker(layout), _beat(layout), _nginx(layout)]
+    found += [_worker(layout, pool) for pool in POOLS]
+    found += [_beat(layout), _nginx(layout)]
     return found
 
 
@@ -226,21 +228,27 @@ def _release(layout: Layout) -> Callable[[], None]:
     return release
 
 
-def _worker(layout: Layout) -> Service:
+def _worker(layout: Layout, pool: WorkerPool) -> Service:
+    """Return one Celery worker pool of deploy/workers.py: its queues, prefetch, concurrency."""
+    concurrency, metrics_port = (
+        (layout.worker_concurrency, layout.worker_metrics_port)
+        if pool is FAST
+        else (layout.webhook_worker_concurrency, layout.webhook_worker_metrics_port)
+    )
     command = [
         venv_bin("celery"), "--app", "config", "worker", "--loglevel", "INFO",
-        "--concurrency", str(layout.worker_concurrency),
+        *pool.arguments(layout.queue_prefix), "--concurrency", str(concurrency),
         # Unique per stack: two stacks on one broker must not share a worker's name.
-        "--hostname", f"stack-worker-{layout.nginx_port}@%h",
+        "--hostname", f"stack-{pool.name}-{layout.nginx_port}@%h",
     ]  # fmt: skip
     env = {
-        "PROMETHEUS_MULTIPROC_DIR": str(layout.metrics_dir("worker")),
-        "CELERY_METRICS_PORT": str(layout.worker_metrics_port),
+        "PROMETHEUS_MULTIPROC_DIR": str(layout.metrics_dir(pool.name)),
+        "CELERY_METRICS_PORT": str(metrics_port),
     }
     # SIGTERM to the main process only: a warm shutdown, where the pool finishes its
     # tasks (a task cut short is redelivered: acks_late, reject_on_worker_lost).
     return Service(
-        "worker", APP_TIER, command, env=env, stop_timeout=60, waits_for=(_released(layout),)
+        pool.name, APP_TIER, command, env=env, stop_timeout=60, waits_for=(_released(layout),)
     )
 
 

@@ -107,9 +107,24 @@ def test_embedded_readyz_is_ready_with_tasks_in_process(embedded):
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["checks"]["broker"] == {"ok": True, "detail": "in-process (no broker configured)"}
-    assert body["checks"]["database"] == {"ok": True, "detail": "ok"}
-    assert body["checks"]["cache"] == {"ok": True, "detail": "ok"}
+    assert body["checks"]["broker"] == {
+        "ok": True,
+        "state": "ok",
+        "detail": "in-process (no broker configured)",
+        "role": "in-process",
+    }
+    assert body["checks"]["database"] == {
+        "ok": True,
+        "state": "ok",
+        "detail": "ok",
+        "role": "standalone",
+    }
+    assert body["checks"]["cache"] == {
+        "ok": True,
+        "state": "ok",
+        "detail": "ok",
+        "role": "in-process",
+    }
 
 
 def test_embedded_server_takes_and_returns_an_order(embedded):

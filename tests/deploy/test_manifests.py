@@ -259,21 +259,29 @@ def test_web_hpa_carries_the_reference_values() -> None:
     }
 
 
-def test_worker_hpas_scale_the_worker_deployment_on_cpu_or_queue_depth() -> None:
-    applied = find("HorizontalPodAutoscaler", "highscale-worker")
+@pytest.mark.parametrize(
+    ("deployment", "optional_file", "queue"),
+    [
+        ("highscale-worker", "worker-hpa-queue-depth.yaml", "highscale.orders"),
+        ("highscale-webhook-worker", "webhook-worker-hpa-queue-depth.yaml", "highscale.webhooks"),
+    ],
+)
+def test_each_worker_pool_scales_on_cpu_or_on_its_own_queue_depth(
+    deployment: str, optional_file: str, queue: str
+) -> None:
+    applied = find("HorizontalPodAutoscaler", deployment)
     optional = find(
-        "HorizontalPodAutoscaler",
-        "highscale-worker",
-        load_documents(K8S / "optional" / "worker-hpa-queue-depth.yaml"),
+        "HorizontalPodAutoscaler", deployment, load_documents(K8S / "optional" / optional_file)
     )
 
     for hpa in (applied, optional):
-        assert hpa["spec"]["scaleTargetRef"]["name"] == "highscale-worker"
+        assert hpa["spec"]["scaleTargetRef"]["name"] == deployment
         assert 1 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
     assert [m["resource"]["name"] for m in applied["spec"]["metrics"]] == ["cpu"]
     external = [m["external"] for m in optional["spec"]["metrics"] if m["type"] == "External"]
-    # The gauge the workers export (apps/observability/scrape_gauges.py).
+    # The gauge the workers export (apps/observability/scrape_gauges.py), for its own queue.
     assert external[0]["metric"]["name"] == "celery_queue_length"
+    assert external[0]["metric"]["selector"] == {"matchLabels": {"queue": queue}}
     assert '"celery_queue_length"' in (ROOT / "apps/observability/scrape_gauges.py").read_text()
 
 
@@ -287,7 +295,9 @@ def test_every_hpa_and_pdb_points_at_an_applied_deployment() -> None:
         assert target in deployments
         # The HPA owns the replica count; a fixed one would be reset on every apply.
         assert "replicas" not in deployments[target]["spec"]
-    assert {"highscale-web", "highscale-worker"} <= {p["metadata"]["name"] for p in pdbs}
+    assert {"highscale-web", "highscale-worker", "highscale-webhook-worker"} <= {
+        p["metadata"]["name"] for p in pdbs
+    }
     for pdb in pdbs:
         selector = pdb["spec"]["selector"]["matchLabels"]
         assert any(
@@ -378,8 +388,9 @@ def test_web_allows_its_pod_ip_as_host_for_probes_and_scrapes() -> None:
     assert list(env).index("POD_IP") < list(env).index("DJANGO_ALLOWED_HOSTS")
 
 
-def test_workers_and_beat_have_liveness_probes() -> None:
-    worker = k8s_container("highscale-worker")
+@pytest.mark.parametrize("deployment", ["highscale-worker", "highscale-webhook-worker"])
+def test_workers_and_beat_have_liveness_probes(deployment: str) -> None:
+    worker = k8s_container(deployment)
     beat = k8s_container("highscale-beat")
     metrics_port = {port["name"]: port["containerPort"] for port in worker["ports"]}["metrics"]
 
@@ -399,7 +410,7 @@ def test_prometheus_annotations_name_a_container_port() -> None:
         ports = [p["containerPort"] for c in containers(deployment) for p in c.get("ports", [])]
         assert int(annotations["prometheus.io/port"]) in ports
         assert annotations["prometheus.io/path"] == "/metrics"
-    assert scraped == 2  # web and worker
+    assert scraped == 3  # web and the two worker pools
 
 
 def test_kubernetes_commands_are_the_stack_commands() -> None:
@@ -500,7 +511,7 @@ def test_dockerfile_builds_in_stages_and_runs_as_a_non_root_user() -> None:
     assert len(stages) >= 2
     assert re.fullmatch(r"FROM \$\{PYTHON_IMAGE\} AS builder", builder[0])
     assert "ARG PYTHON_IMAGE=python:3.11-slim" in text
-    assert any("requirements.lock" in line for line in builder)
+    assert any("requirements-runtime.lock" in line for line in builder)
     assert any(line.startswith("COPY --from=builder /opt/venv") for line in runtime)
     assert users
     assert users[-1].split(":")[0] not in {"0", "root"}
@@ -537,7 +548,7 @@ def test_dockerignore_leaves_out_local_state_but_not_the_code() -> None:
         for path in (ROOT / source).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     ]
-    needed = [*code, "manage.py", "requirements.lock", "deploy/gunicorn.conf.py"]
+    needed = [*code, "manage.py", "requirements-runtime.lock", "deploy/gunicorn.conf.py"]
 
     assert not any(line.startswith("!") for line in patterns)
     assert [path for path in needed if dockerignored(path, patterns)] == []
@@ -569,12 +580,17 @@ def test_compose_runs_the_stack_topology_with_the_same_commands() -> None:
         "migrate",
         "web",
         "worker",
+        "webhook-worker",
         "beat",
         "nginx",
     } <= set(services)
     assert services["web"]["command"] == WEB_COMMAND == k8s_container("highscale-web")["command"]
     assert services["web"]["deploy"]["replicas"] >= 2
     assert services["worker"]["command"] == k8s_container("highscale-worker")["command"]
+    assert (
+        services["webhook-worker"]["command"]
+        == k8s_container("highscale-webhook-worker")["command"]
+    )
     assert services["beat"]["command"] == k8s_container("highscale-beat")["command"]
     assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--noinput"]
     assert "@postgres:5432/" in services["migrate"]["environment"]["DATABASE_URL"]

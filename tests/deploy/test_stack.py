@@ -28,6 +28,7 @@ import requests
 
 from deploy.local.binaries import find_binary
 from deploy.local.processes import free_port, port_open
+from tests.events_worker import WarehouseServer
 
 ROOT = Path(__file__).resolve().parents[2]
 # Variables of the test run that must not leak into the stack, which sets its own.
@@ -40,13 +41,15 @@ APP_VARIABLES = (
 PORT_VARIABLES = (
     "STACK_NGINX_PORT", "STACK_POSTGRES_PORT", "STACK_REPLICA_PORT", "STACK_PGBOUNCER_PORT",
     "STACK_PGBOUNCER_REPLICA_PORT", "STACK_REDIS_PORT", "STACK_WORKER_METRICS_PORT",
+    "STACK_WEBHOOK_WORKER_METRICS_PORT",
 )  # fmt: skip
+WEBHOOK_CONCURRENCY = 2
 START_TIMEOUT = 150
 # make's status after Ctrl-C: its own interrupt, or honcho's 130 passed on as an error.
 STOPPED_BY_CTRL_C = (0, 2, 130, -signal.SIGINT)
 
 
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -54,7 +57,7 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
             return result
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(interval)
 
 
 def _children(pid: int) -> set[int]:
@@ -169,7 +172,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
+def stack(warehouse: WarehouseServer) -> Iterator[Stack]:
     """Start ``make stack`` on free ports in a private directory, for the whole module."""
     base = Path(tempfile.mkdtemp(prefix="highscale-stack-"))
     base.chmod(0o755)  # PostgreSQL and PgBouncer run as `postgres` inside it
@@ -188,6 +191,11 @@ def stack() -> Iterator[Stack]:
         STACK_POSTGRES_FSYNC="off",
         STACK_WEB_CONCURRENCY="2",
         STACK_WORKER_CONCURRENCY="2",
+        STACK_WEBHOOK_WORKER_CONCURRENCY=str(WEBHOOK_CONCURRENCY),
+        # A warehouse the tests can make slow: a held call waits, it does not time out.
+        WAREHOUSE_WEBHOOK_URL=warehouse.url,
+        WAREHOUSE_WEBHOOK_TIMEOUT_SECONDS="150",
+        CELERY_TASK_SOFT_TIME_LIMIT="180",
     )
     stack = Stack(var=var, env=env, ports=ports, web_ports=web_ports)
     try:
@@ -319,7 +327,9 @@ def test_an_order_goes_through_nginx_gunicorn_pgbouncer_and_the_worker(stack: St
         body: dict[str, Any] = reply.json()
         return body if body["status"] != "pending" else None
 
-    final = wait_for(confirmed, 60, "the worker to confirm the order")
+    # The 500 demo orders of the release go first; one poll a second stays inside the
+    # API's 100 requests a minute.
+    final = wait_for(confirmed, 240, "the worker to confirm the order", interval=1)
 
     assert created.status_code == 201, created.text
     assert created.json()["username"] == name
@@ -334,6 +344,65 @@ def test_an_order_goes_through_nginx_gunicorn_pgbouncer_and_the_worker(stack: St
     assert config["pool_mode"] == "transaction"
     assert config["max_client_conn"] == "1000"
     assert _transactions(stack) - transactions_before >= 5
+
+
+def _signed_in(stack: Stack) -> requests.Session:
+    name = f"stack-{uuid.uuid4().hex[:8]}"
+    signup = {"username": name, "email": f"{name}@example.com", "password": "a-long-passphrase"}
+    client = requests.Session()
+    assert client.post(f"{stack.url}/api/v1/users", json=signup, timeout=10).status_code == 201
+    login = client.post(
+        f"{stack.url}/api/v1/auth/token",
+        json={"username": name, "password": "a-long-passphrase"},
+        timeout=10,
+    )
+    client.headers["Authorization"] = f"Token {login.json()['token']}"
+    return client
+
+
+def test_a_warehouse_that_holds_every_call_holds_back_no_reservation(
+    stack: Stack, warehouse: WarehouseServer
+) -> None:
+    client = _signed_in(stack)
+    products = client.get(f"{stack.url}/api/v1/products", timeout=10).json()["results"]
+    product = max(products, key=lambda p: p["stock"])
+
+    def place() -> int:
+        placed = client.post(
+            f"{stack.url}/api/v1/orders",
+            json={"items": [{"product_id": product["id"], "quantity": 1}]},
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+            timeout=10,
+        )
+        assert placed.status_code == 201, placed.text
+        return int(placed.json()["id"])
+
+    def statuses(ids: list[int]) -> dict[int, str]:
+        # One list request per poll, well inside the 100 requests a minute of the API.
+        listed = client.get(f"{stack.url}/api/v1/orders", params={"limit": 50}, timeout=10)
+        assert listed.status_code == 200, listed.text
+        return {o["id"]: o["status"] for o in listed.json()["results"] if o["id"] in ids}
+
+    def all_left_pending(ids: list[int]) -> dict[int, str] | None:
+        found = statuses(ids)
+        return found if len(found) == len(ids) and "pending" not in found.values() else None
+
+    warehouse.hold()
+    try:
+        # First occupy every process of the webhook pool with a call the warehouse holds.
+        first = [place() for _ in range(WEBHOOK_CONCURRENCY)]
+        wait_for(lambda: all_left_pending(first), 240, "the first orders", interval=1)
+        wait_for(lambda: warehouse.held >= WEBHOOK_CONCURRENCY, 90, "the webhook pool to be busy")
+        # Then orders keep being confirmed while no warehouse call has been answered.
+        later = [place() for _ in range(4)]
+        final = wait_for(lambda: all_left_pending(later), 240, "the later orders", interval=1)
+        held, answered = warehouse.held, warehouse.answered
+    finally:
+        warehouse.release()
+
+    assert set(final.values()) == {"confirmed"}
+    assert held == WEBHOOK_CONCURRENCY
+    assert answered == 0
 
 
 def test_the_public_profile_is_served_from_the_edge_the_second_time(stack: Stack) -> None:
@@ -484,7 +553,7 @@ def test_ctrl_c_stops_every_process_of_the_stack(stack: Stack) -> None:
     assert status in STOPPED_BY_CTRL_C
     assert records == sorted(
         ["beat", "nginx", "pgbouncer", "pgbouncer-replica", "postgres", "redis", "replica"]
-        + ["web1", "web2", "worker"]
+        + ["web1", "web2", "webhook-worker", "worker"]
     )
     log = stack.log()
     # The data tier stopped after the app: PostgreSQL's shutdown is the last word.

@@ -42,7 +42,7 @@ def test_alert_rules_pass_promtool_check_rules():
     result = _promtool("check", "rules", "alerts.yml")
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 6 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_error_rate_latency_and_dead_letter_alerts_pass_their_unit_tests():

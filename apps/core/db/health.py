@@ -37,7 +37,8 @@ SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
        CASE WHEN NOT pg_is_in_recovery()
               OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
             ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)
-       END::float8
+       END::float8,
+       pg_is_in_recovery()
 """
 
 
@@ -50,6 +51,8 @@ class ReplicaStatus:
     replay_lsn: int | None = None
     lag_seconds: float | None = None
     checked_at: float = 0.0
+    # False once the server has been promoted (it no longer replays a primary's WAL).
+    in_recovery: bool | None = None
 
 
 def _conninfo(alias: str) -> dict[str, Any]:
@@ -150,7 +153,8 @@ class ReplicaMonitor:
             return self.status(alias)
         replay = parse_lsn(row[0]) if row else None
         lag = float(row[1]) if row and row[1] is not None else None
-        status = ReplicaStatus(alias, True, replay, lag, time.monotonic())
+        in_recovery = bool(row[2]) if row else None
+        status = ReplicaStatus(alias, True, replay, lag, time.monotonic(), in_recovery)
         with probing.lock:
             was = self.status(alias)
             probing.statuses[alias] = status
@@ -290,6 +294,7 @@ def replica_report() -> dict[str, dict[str, Any]]:
             "usable": monitor.usable(alias, None),
             "lag_seconds": st.lag_seconds,
             "replay_lsn": format_lsn(st.replay_lsn) if st.replay_lsn is not None else None,
+            "in_recovery": st.in_recovery,
             "weight": weight,
         }
     return report

@@ -144,16 +144,27 @@ def test_readyz_reports_each_replicas_lag_and_a_stopped_replica_as_down(own_repl
     up = APIClient().get("/readyz")
 
     assert up.status_code == 200
-    assert re.fullmatch(
-        r"replica_1: ok, lag \d+\.\d{3} s", up.json()["checks"]["replica"]["detail"]
-    )
+    replica = up.json()["checks"]["replica"]
+    assert re.fullmatch(r"replica_1: ok, lag \d+\.\d{3} s", replica["detail"])
+    assert replica["state"] == "ok"
+    assert replica["replicas"]["replica_1"]["role"] == "replica"
+    assert replica["replicas"]["replica_1"]["state"] == "ok"
 
     own_replica.stop_server(NAME)
     wait_for(lambda: not monitor.status(ALIAS).healthy, timeout=2.0, what="the replica marked down")
     down = APIClient().get("/readyz")
 
     assert down.status_code == 200
-    assert down.json()["checks"]["replica"] == {
-        "ok": True,
+    assert down.json()["status"] == "degraded"
+    replica = down.json()["checks"]["replica"]
+    replicas = replica.pop("replicas")
+    assert replica == {
+        "ok": False,
+        "state": "down",
         "detail": "replica_1: down (reads on the primary)",
+        "role": None,
     }
+    # The role it last reported; its metric series goes to 0 while it is down.
+    assert replicas["replica_1"]["state"] == "down"
+    assert replicas["replica_1"]["role"] == "replica"
+    assert APIClient().get("/readyz?strict=1").status_code == 503
