@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.db import IntegrityError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -33,6 +33,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         # client may retry.
         logger.warning("Integrity error answered with 409", exc_info=exc)
         status, body = 409, error_body("The request conflicted with a concurrent change; retry.")
+    elif isinstance(exc, OperationalError | InterfaceError):
+        # The database refused or dropped the connection, or cancelled the statement
+        # (a failover, a restart, a statement timeout). The client retries: a write
+        # carries its Idempotency-Key, so one lost at COMMIT is replayed, not repeated.
+        logger.warning("Database unavailable, answered with 503", exc_info=exc)
+        status, body = 503, error_body("The database is unavailable; retry shortly.")
+        headers["Retry-After"] = "1"
     elif isinstance(exc, RequestDataTooBig):
         status, body = 413, error_body("Request body is too large.")
     elif isinstance(exc, Http404):

@@ -208,3 +208,33 @@ def _crash(request: HttpRequest) -> HttpResponse:
 # The project's routes and error handlers plus one view that fails, for the 500 test.
 urlpatterns = [path("test-only/crash", _crash), *config_urls.urlpatterns]
 handler500 = config_urls.handler500
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_that_refuses_connections_answers_503_json_with_retry_after(
+    auth_client, product
+):
+    from django.db import connections
+
+    from deploy.local.processes import free_port
+
+    primary = connections["default"]
+    saved = dict(primary.settings_dict)
+    primary.close()
+    # Nothing listens there: every connection attempt is refused, as during a failover.
+    primary.settings_dict["PORT"] = str(free_port())
+    try:
+        response = auth_client.post(
+            "/api/v1/orders",
+            {"items": [{"product_id": product.pk, "quantity": 1}]},
+            format="json",
+            headers={"Idempotency-Key": "db-down"},
+        )
+    finally:
+        primary.close()
+        primary.settings_dict.update(saved)
+
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/json"
+    assert response["Retry-After"] == "1"
+    assert response.json() == {"detail": "The database is unavailable; retry shortly."}
