@@ -13,6 +13,7 @@ import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
+from apps.core.cache.cluster import cluster_cache_settings, parse_cluster_nodes
 from apps.core.db.settings import postgres_database, replica_databases
 from config.env import (
     env_bool,
@@ -152,7 +153,23 @@ AUTH_PASSWORD_VALIDATORS = [
 # --- Cache ----------------------------------------------------------------------------
 
 REDIS_URL = env_str("REDIS_URL")
-if REDIS_URL:
+# A Redis Cluster replaces REDIS_URL for the cache, the write positions and the limiter.
+REDIS_CLUSTER_NODES = env_list("REDIS_CLUSTER_NODES")
+# Socket timeout of every cluster call (the cache fails fast and falls through).
+CACHE_REDIS_CLUSTER_TIMEOUT_SECONDS = 0.1
+if REDIS_CLUSTER_NODES:
+    try:
+        _cluster_nodes = parse_cluster_nodes(REDIS_CLUSTER_NODES)
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
+    CACHES = {
+        "default": cluster_cache_settings(
+            _cluster_nodes,
+            timeout=CACHE_REDIS_CLUSTER_TIMEOUT_SECONDS,
+            max_connections=env_int("REDIS_MAX_CONNECTIONS", 50),
+        )
+    }
+elif REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
@@ -455,6 +472,8 @@ EMAIL_FILE_PATH = env_str("DJANGO_EMAIL_FILE_PATH", str(VAR_DIR / "emails"))
 
 # Where the counters live: REDIS_URL unless set; empty → per-process counters.
 RATELIMIT_REDIS_URL = env_str("RATELIMIT_REDIS_URL", REDIS_URL)
+# Or the Redis Cluster, when one replaces REDIS_URL and RATELIMIT_REDIS_URL is unset.
+RATELIMIT_REDIS_CLUSTER_NODES = [] if RATELIMIT_REDIS_URL else REDIS_CLUSTER_NODES
 # Redis socket and connect timeout per decision; past it the policy's fail mode answers.
 RATELIMIT_REDIS_TIMEOUT_MS = env_int("RATELIMIT_REDIS_TIMEOUT_MS", 50, minimum=1)
 RATELIMIT_KEY_PREFIX = env_str("RATELIMIT_KEY_PREFIX", "rl")

@@ -17,10 +17,17 @@ from typing import NamedTuple, Protocol
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.retry import Retry
 
 from apps.core.breaker import CircuitBreaker, CircuitOpen
+from apps.core.cache.cluster import (
+    REDIS_ERRORS,
+    REDIS_OR_OS_ERRORS,
+    cluster_client,
+    parse_cluster_nodes,
+)
 from apps.core.forks import ProcessLocal
 from apps.ratelimit import scripts
 
@@ -58,15 +65,8 @@ class RedisBackend:
     or restarted server); redis-py parses replies with hiredis when it is installed.
     """
 
-    def __init__(self, url: str, timeout_ms: int) -> None:
-        timeout = timeout_ms / 1000
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
+    def __init__(self, client: redis.Redis | RedisCluster) -> None:
+        self.client = client
         self._gcra = self.client.register_script(scripts.GCRA)
         self._sliding = self.client.register_script(scripts.SLIDING_WINDOW)
         # A second without Redis after a failure: an outage costs one timeout, not one
@@ -83,11 +83,11 @@ class RedisBackend:
 
     def _run(self, script: Script, key: str, args: list[str | int]) -> Outcome:
         try:
-            with self.breaker.guard(redis.RedisError, OSError):
+            with self.breaker.guard(*REDIS_OR_OS_ERRORS):
                 reply: list[int] = script(keys=[key], args=args)
         except CircuitOpen as exc:
             raise StoreUnavailable(str(exc), breaker_open=True) from exc
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_OR_OS_ERRORS as exc:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
         allowed, remaining, retry_after, reset_after = reply
         return Outcome(allowed == 1, int(remaining), int(retry_after), int(reset_after))
@@ -167,22 +167,47 @@ def _clock_us() -> int:
 _memory = MemoryBackend()
 
 
-# One Redis backend per URL and timeout in each process; a forked child makes its own,
-# with a breaker of its own.
+# One Redis backend per URL (or cluster) and timeout in each process; a forked child
+# makes its own, with a breaker of its own.
 _redis_backends: ProcessLocal[dict[tuple[str, int], RedisBackend]] = ProcessLocal(dict)
 
 
-def redis_backend(url: str, timeout_ms: int) -> RedisBackend:
-    """Return this process's Redis backend for ``url``, created once."""
+def _connect(url: str, cluster_nodes: tuple[str, ...], timeout_ms: int) -> RedisBackend:
+    timeout = timeout_ms / 1000
+    if cluster_nodes:
+        return RedisBackend(
+            cluster_client(parse_cluster_nodes(list(cluster_nodes)), timeout=timeout)
+        )
+    client = redis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+    return RedisBackend(client)
+
+
+def redis_backend(url: str, timeout_ms: int, cluster_nodes: tuple[str, ...] = ()) -> RedisBackend:
+    """Return this process's Redis backend for ``url`` (or the cluster), created once."""
     backends = _redis_backends.get()
-    backend = backends.get((url, timeout_ms))
+    where = ",".join(cluster_nodes) or url
+    backend = backends.get((where, timeout_ms))
     if backend is None:
-        backend = backends.setdefault((url, timeout_ms), RedisBackend(url, timeout_ms))
+        try:
+            created = _connect(url, cluster_nodes, timeout_ms)
+        except REDIS_ERRORS as exc:
+            # A cluster client learns the slot map as it is made: no node answered.
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+        backend = backends.setdefault((where, timeout_ms), created)
     return backend
 
 
-def get_backend(url: str, timeout_ms: int) -> Backend:
-    """Return the Redis backend for ``url``, or the in-process one when ``url`` is empty."""
-    if not url:
+def get_backend(url: str, timeout_ms: int, cluster_nodes: tuple[str, ...] = ()) -> Backend:
+    """Return the Redis backend for ``url`` or the Redis Cluster of ``cluster_nodes``.
+
+    The in-process backend answers when neither is set.
+    """
+    if not url and not cluster_nodes:
         return _memory
-    return redis_backend(url, timeout_ms)
+    return redis_backend(url, timeout_ms, cluster_nodes)

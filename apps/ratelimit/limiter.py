@@ -58,13 +58,21 @@ class Decision:
 
 
 def counter_key(policy: Policy, key: str) -> str:
-    """Return the Redis key counting ``key`` under ``policy``."""
+    """Return the Redis key counting ``key`` under ``policy``.
+
+    The part after the prefix is the hash tag: on a Redis Cluster everything one decision
+    touches lives in that key's slot, on whichever master serves it.
+    """
     prefix: str = settings.RATELIMIT_KEY_PREFIX
-    return f"{prefix}:{policy.name}:{policy.algorithm}:{key}"
+    return f"{prefix}:{{{policy.name}:{policy.algorithm}:{key}}}"
 
 
 def _store_check(policy: Policy, key: str, now_us: int | None) -> Outcome:
-    backend = get_backend(settings.RATELIMIT_REDIS_URL, settings.RATELIMIT_REDIS_TIMEOUT_MS)
+    backend = get_backend(
+        settings.RATELIMIT_REDIS_URL,
+        settings.RATELIMIT_REDIS_TIMEOUT_MS,
+        tuple(settings.RATELIMIT_REDIS_CLUSTER_NODES),
+    )
     window_us = policy.window * 1_000_000
     if policy.algorithm == "sliding_window":
         return backend.sliding_window(counter_key(policy, key), window_us, policy.limit, now_us)

@@ -15,7 +15,9 @@ from functools import partial
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
 from redis import Redis
+from redis.cluster import RedisCluster
 
+from apps.core.cache.cluster import CLUSTER_BACKEND, cluster_client, parse_cluster_nodes
 from apps.core.cache.config import CacheConfig
 from apps.core.cache.tiered import CachedValue, TieredCache, make_etag
 from apps.core.forks import ProcessLocal
@@ -32,15 +34,30 @@ __all__ = [
 ]
 
 
-def redis_client() -> Redis | None:
-    """Return the pooled client of the Redis cache, or None when the cache is not Redis."""
+def redis_client() -> Redis | RedisCluster | None:
+    """Return the pooled client of the Redis cache, or None when the cache is not Redis.
+
+    On a Redis Cluster (``REDIS_CLUSTER_NODES``) this is a redis-py cluster client of
+    this process: the Django cache itself runs on django-valkey, whose client is
+    valkey-py's.
+    """
     backend = str(settings.CACHES["default"]["BACKEND"])
+    if backend == CLUSTER_BACKEND:
+        return _cluster.get()
     if not backend.startswith("django_redis."):
         return None
     from django_redis import get_redis_connection
 
     client: Redis = get_redis_connection("default")
     return client
+
+
+def _new_cluster_client() -> RedisCluster:
+    nodes = parse_cluster_nodes(settings.REDIS_CLUSTER_NODES)
+    return cluster_client(nodes, timeout=settings.CACHE_REDIS_CLUSTER_TIMEOUT_SECONDS)
+
+
+_cluster: ProcessLocal[RedisCluster] = ProcessLocal(_new_cluster_client)
 
 
 def _new_tiered_cache() -> TieredCache:

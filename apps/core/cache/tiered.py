@@ -35,11 +35,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from redis import Redis, RedisError
+from redis import Redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 from apps.core.breaker import CircuitBreaker
 from apps.core.cache import scripts
+from apps.core.cache.cluster import REDIS_ERRORS
 from apps.core.cache.config import CacheConfig
 from apps.core.cache.l1 import L1Cache
 from apps.core.cache.listener import InvalidationListener
@@ -108,12 +110,14 @@ class _Flight:
 class TieredCache:
     """L1 + Redis read-through cache with leases, early refresh and fail-open reads.
 
-    ``client`` is None when no Redis is configured: reads then go to the database.
+    ``client`` is None when no Redis is configured: reads then go to the database. On a
+    Redis Cluster (a ``RedisCluster`` client) every key of one logical key shares a hash
+    tag, so each script touches one slot, and the generation is kept per logical key.
     """
 
     def __init__(
         self,
-        client: Redis | None,
+        client: Redis | RedisCluster | None,
         config: CacheConfig,
         *,
         rng: Callable[[], float] = _default_rng,
@@ -121,6 +125,7 @@ class TieredCache:
     ) -> None:
         self.config = config
         self.client = client
+        self.clustered = isinstance(client, RedisCluster)
         self._pending = pending
         self.l1: L1Cache[CachedValue] = L1Cache(
             max_entries=config.l1_max_entries, ttl=config.l1_ttl
@@ -149,13 +154,30 @@ class TieredCache:
     # --- keys ---------------------------------------------------------------------------
 
     def redis_key(self, key: str) -> str:
-        """Return the Redis key holding the value of logical key ``key``."""
+        """Return the Redis key holding the value of logical key ``key``.
+
+        On a cluster the logical key is the hash tag: the value, its lease, its
+        invalidation time and its generation all live in one slot.
+        """
+        if self.clustered:
+            return f"{self.config.prefix}{{{key}}}"
         return f"{self.config.prefix}{key}"
 
     @property
     def generation_key(self) -> str:
-        """Return the Redis key of the generation counter."""
+        """Return the Redis key of the generation counter (one Redis server)."""
         return f"{self.config.prefix}gen"
+
+    def generation_key_of(self, key: str) -> str:
+        """Return the generation key that guards ``key``: shared, or its own on a cluster.
+
+        A cluster node that restarts empty or a failover that loses writes drops the
+        generation with the values of the same slot, so the check is as strong per slot
+        as the shared counter is on one server.
+        """
+        if self.clustered:
+            return self.redis_key(key) + ":gen"
+        return self.generation_key
 
     # --- reads --------------------------------------------------------------------------
 
@@ -235,7 +257,7 @@ class TieredCache:
                     count_request("redis")
                     return current, True
                 lease = self._acquire_lease(client, key)
-            except RedisError:
+            except REDIS_ERRORS:
                 self._failed("read")
                 return self._load_uncached(loader)
             self.redis_breaker.succeeded()
@@ -250,9 +272,10 @@ class TieredCache:
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
 
-    def _read_redis(self, client: Redis, key: str) -> CachedValue | None:
+    def _read_redis(self, client: Redis | RedisCluster, key: str) -> CachedValue | None:
         generation, raw = cast(
-            "list[bytes | None]", client.mget([self.generation_key, self.redis_key(key)])
+            "list[bytes | None]",
+            client.mget([self.generation_key_of(key), self.redis_key(key)]),
         )
         if not generation or not raw:
             return None
@@ -272,18 +295,23 @@ class TieredCache:
         gap = -value.compute_seconds * self.config.early_refresh_beta * math.log(self._rng())
         return time.time() + gap >= value.expires_at
 
-    def _acquire_lease(self, client: Redis, key: str) -> tuple[str, bytes] | None:
+    def _acquire_lease(self, client: Redis | RedisCluster, key: str) -> tuple[str, bytes] | None:
         token = secrets.token_hex(8)
         lease_ms = int(self.config.lease_seconds * 1000)
         acquired, generation = self._scripts["ACQUIRE_LEASE"](
-            keys=[self.generation_key, self.redis_key(key) + ":lease"],
+            keys=[self.generation_key_of(key), self.redis_key(key) + ":lease"],
             args=[token, lease_ms],
             client=client,
         )
         return (token, generation) if acquired else None
 
     def _fill(
-        self, client: Redis, key: str, lease: tuple[str, bytes], loader: Loader, ttl: int
+        self,
+        client: Redis | RedisCluster,
+        key: str,
+        lease: tuple[str, bytes],
+        loader: Loader,
+        ttl: int,
     ) -> tuple[CachedValue | None, bool]:
         token, generation = lease
         lease_key = self.redis_key(key) + ":lease"
@@ -297,11 +325,11 @@ class TieredCache:
                 return None, False
             value = CachedValue(data, make_etag(data), time.time() + ttl, elapsed)
             stored = self._scripts["FILL"](
-                keys=[self.generation_key, lease_key, self.redis_key(key)],
+                keys=[self.generation_key_of(key), lease_key, self.redis_key(key)],
                 args=[token, generation, encode_value(value), ttl],
                 client=client,
             )
-        except RedisError:
+        except REDIS_ERRORS:
             self._failed("fill")
             return (None, False) if data is None else (value, False)
         if not stored:
@@ -336,7 +364,7 @@ class TieredCache:
             return False
         try:
             self._invalidate_in_redis(self.client, [(kind, idents)])
-        except RedisError:
+        except REDIS_ERRORS:
             self._failed("invalidate")
             return False
         return True
@@ -355,24 +383,36 @@ class TieredCache:
             CACHE_INVALIDATIONS_REPLAYED.inc(len(invalidations))
 
     def _invalidate_in_redis(
-        self, client: Redis, invalidations: list[tuple[str, list[int | str]]]
+        self, client: Redis | RedisCluster, invalidations: list[tuple[str, list[int | str]]]
     ) -> None:
-        script = self._scripts["INVALIDATE"]
+        """Drop and broadcast in one pipeline (on a cluster, one request per node).
+
+        The script publishes with plain PUBLISH, which a cluster forwards to every node:
+        the drop and its broadcast stay one atomic step on the key's own node. (A shard
+        channel could not be published from a script whose keys are in another slot.)
+        """
         pipe = client.pipeline(transaction=False)
         for kind, idents in invalidations:
             for ident in idents:
                 key = self.redis_key(f"{kind}:{ident}")
                 message = json.dumps({"type": kind, "id": ident})
-                script(
-                    keys=[key, key + ":lease", key + ":inv"],
-                    args=[message, self.config.channel, self.config.invalidation_memory_seconds],
-                    client=pipe,
-                )
+                keys = [key, key + ":lease", key + ":inv"]
+                args: list[str | int] = [
+                    message,
+                    self.config.channel,
+                    self.config.invalidation_memory_seconds,
+                ]
+                if self.clustered:
+                    # EVAL, not EVALSHA: a cluster pipeline neither takes redis-py's
+                    # scripts nor loads one a promoted replica's empty cache lacks.
+                    pipe.execute_command("EVAL", scripts.INVALIDATE, len(keys), *keys, *args)
+                else:
+                    self._scripts["INVALIDATE"](keys=keys, args=args, client=pipe)
         pipe.execute()
 
     # --- Redis health -------------------------------------------------------------------
 
-    def _usable_client(self) -> Redis | None:
+    def _usable_client(self) -> Redis | RedisCluster | None:
         """Return the Redis client unless Redis failed just now or may hold stale entries.
 
         After a gap (see ``_gaps``) Redis is read only once the recorded invalidations
@@ -402,7 +442,7 @@ class TieredCache:
                     self._pending.apply_in_thread(self)
                 else:
                     self._pending.apply(self)
-            except RedisError:
+            except REDIS_ERRORS:
                 self._failed("replay")
                 return False
             except Exception:
