@@ -66,8 +66,7 @@ class RedisClient(DefaultClient):  # type: ignore[misc]
         return value if _count("redis", value) else default
 
 
-# django-valkey ships no type information either.
-class ClusterClient(ClusterCacheClient):  # type: ignore[misc]
+class ClusterClient(ClusterCacheClient):
     """The cluster cache client (``apps.core.cache.cluster``), counting each ``get``."""
 
     def get(

@@ -19,7 +19,7 @@ import redis
 from django.utils.module_loading import import_string
 from redis.cluster import RedisCluster
 
-from apps.core.cache import TieredCache
+from apps.core.cache import CachedValue, TieredCache
 from apps.core.cache.checks import check_cluster_backend
 from apps.core.cache.cluster import CLUSTER_BACKEND, cluster_cache_settings, parse_cluster_nodes
 from apps.core.cache.warm import Warmer
@@ -96,6 +96,11 @@ def test_the_check_refuses_a_single_node_backend_pointed_at_a_cluster_node(
 # --- the tiered cache -----------------------------------------------------------------------
 
 
+def _data(value: CachedValue | None) -> Any:
+    assert value is not None
+    return value.data
+
+
 def _tiered(redis_cluster: LocalRedisCluster) -> TieredCache:
     from apps.core.cache.cluster import cluster_client
 
@@ -118,15 +123,15 @@ def test_an_invalidation_on_the_cluster_drops_the_entry_in_another_process_l1(
 
         keys = [f"user:{n}" for n in range(12)]
         for key in keys:
-            assert here.get(key, lambda: loader("old"), ttl=60).data == {"v": "old"}
-            assert there.get(key, lambda: loader("never"), ttl=60).data == {"v": "old"}
+            assert _data(here.get(key, lambda: loader("old"), ttl=60)) == {"v": "old"}
+            assert _data(there.get(key, lambda: loader("never"), ttl=60)) == {"v": "old"}
         assert loads == ["old"] * 12  # filled once, through the lease, on its own slot
         assert all(size > 0 for size in _per_master(cluster))
 
         assert here.invalidate("user", range(12))
 
         wait_until(lambda: all(there.l1.get(k) is None for k in keys), 10, "the broadcast")
-        assert [there.get(k, lambda: loader("new"), ttl=60).data for k in keys] == [
+        assert [_data(there.get(k, lambda: loader("new"), ttl=60)) for k in keys] == [
             {"v": "new"}
         ] * 12
     finally:
@@ -156,7 +161,7 @@ def test_warm_stores_on_every_master_and_refuses_a_key_invalidated_after_the_rea
         assert all(size > 0 for size in _per_master(cluster))
         loaded: list[int] = []
         for n in (0, 100, 249):
-            assert node.get(f"user:{n}", lambda: loaded.append(1), ttl=60).data == {"id": n}
+            assert _data(node.get(f"user:{n}", lambda: loaded.append(1), ttl=60)) == {"id": n}
         assert loaded == []
     finally:
         node.close()

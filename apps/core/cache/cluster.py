@@ -119,7 +119,7 @@ class ClusterCacheClient(DefaultClusterClient):  # type: ignore[misc]  # untyped
     def set_many(
         self,
         data: dict[Any, Any],
-        timeout: float | None = DEFAULT_TIMEOUT,  # type: ignore[assignment]  # Django's sentinel
+        timeout: float | None = DEFAULT_TIMEOUT,
         version: int | None = None,
         client: Any = None,
     ) -> list[Any]:
