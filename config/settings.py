@@ -13,8 +13,8 @@ import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
-from apps.core.cache.cluster import cluster_cache_settings, parse_cluster_nodes
 from apps.core.db.settings import postgres_database, replica_databases
+from apps.core.redis_cluster import cluster_cache_settings, parse_cluster_nodes
 from config.env import (
     env_bool,
     env_int,

@@ -22,13 +22,13 @@ from redis.commands.core import Script
 from redis.retry import Retry
 
 from apps.core.breaker import CircuitBreaker, CircuitOpen
-from apps.core.cache.cluster import (
+from apps.core.forks import ProcessLocal
+from apps.core.redis_cluster import (
     REDIS_ERRORS,
     REDIS_OR_OS_ERRORS,
     cluster_client,
     parse_cluster_nodes,
 )
-from apps.core.forks import ProcessLocal
 from apps.ratelimit import scripts
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.core.cache.cluster import cluster_client, parse_cluster_nodes
+from apps.core.redis_cluster import cluster_client, parse_cluster_nodes
 from deploy.local.processes import scratch_dir
 from deploy.local.redis_cluster import LocalRedisCluster
 from tests.gunicorn import Gunicorn, serving

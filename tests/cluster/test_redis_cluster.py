@@ -7,6 +7,7 @@ alone. The failover test runs last: it kills a master and restarts it as a repli
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
@@ -16,14 +17,17 @@ from typing import Any, cast
 
 import pytest
 import redis
+from django.core.management import call_command
 from django.utils.module_loading import import_string
 from redis.cluster import RedisCluster
 
-from apps.core.cache import CachedValue, TieredCache
+from apps.core.cache import CachedValue, TieredCache, use_tiered_cache
 from apps.core.cache.checks import check_cluster_backend
-from apps.core.cache.cluster import CLUSTER_BACKEND, cluster_cache_settings, parse_cluster_nodes
 from apps.core.cache.warm import Warmer
+from apps.core.db.sticking import RedisPositions
+from apps.core.redis_cluster import CLUSTER_BACKEND, cluster_cache_settings, parse_cluster_nodes
 from apps.ratelimit.models import RateLimitOverride
+from apps.users.cache import user_cache_key
 from apps.users.models import User
 from apps.users.services import token_create
 from deploy.local.processes import wait_until
@@ -102,7 +106,7 @@ def _data(value: CachedValue | None) -> Any:
 
 
 def _tiered(redis_cluster: LocalRedisCluster) -> TieredCache:
-    from apps.core.cache.cluster import cluster_client
+    from apps.core.redis_cluster import cluster_client
 
     return TieredCache(cluster_client(_nodes(redis_cluster), timeout=1.0), TEST_CONFIG)
 
@@ -165,6 +169,34 @@ def test_warm_stores_on_every_master_and_refuses_a_key_invalidated_after_the_rea
         assert loaded == []
     finally:
         node.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_warm_cache_command_loads_profiles_onto_the_cluster(redis_cluster, cluster):
+    users = [cast(User, UserFactory()) for _ in range(30)]
+    out = io.StringIO()
+    node = _tiered(redis_cluster)
+    try:
+        with use_tiered_cache(node):
+            call_command("warm_cache", "--limit", "30", "--batch-size", "10", stdout=out)
+        assert "warmed 30 profiles" in out.getvalue()
+        assert "30 stored" in out.getvalue()
+        stored = [cluster.get(node.redis_key(user_cache_key(u.pk))) for u in users]
+        assert all(value is not None for value in stored)
+        assert all(size > 0 for size in _per_master(cluster))
+    finally:
+        node.close()
+
+
+def test_write_positions_live_on_the_cluster_and_never_move_back(redis_cluster, cluster):
+    from apps.core.redis_cluster import cluster_client
+
+    store = RedisPositions(cluster_client(_nodes(redis_cluster), timeout=1.0))
+    for user_id in range(1, 31):
+        assert store.stick(user_id, 1000 + user_id) == 1000 + user_id
+        assert store.stick(user_id, 5) == 1000 + user_id  # an older position loses
+    assert [store.position(u) for u in (1, 15, 30, 31)] == [1001, 1015, 1030, None]
+    assert all(size > 0 for size in _per_master(cluster))
 
 
 # --- across four gunicorn workers -------------------------------------------------------------

@@ -17,10 +17,10 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from redis import Redis
 from redis.cluster import RedisCluster
 
-from apps.core.cache.cluster import CLUSTER_BACKEND, cluster_client, parse_cluster_nodes
 from apps.core.cache.config import CacheConfig
 from apps.core.cache.tiered import CachedValue, TieredCache, make_etag
 from apps.core.forks import ProcessLocal
+from apps.core.redis_cluster import CLUSTER_BACKEND, cluster_client, parse_cluster_nodes
 
 __all__ = [
     "CacheConfig",

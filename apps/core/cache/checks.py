@@ -15,7 +15,7 @@ import redis
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
 
-from apps.core.cache.cluster import CLUSTER_BACKEND, REDIS_OR_OS_ERRORS
+from apps.core.redis_cluster import CLUSTER_BACKEND, REDIS_OR_OS_ERRORS
 
 # Backends that talk to one Redis server and follow no MOVED redirect.
 SINGLE_NODE_BACKENDS = (

@@ -36,8 +36,8 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
-from apps.core.cache.cluster import REDIS_OR_OS_ERRORS, cluster_node
 from apps.core.cache.metrics import count_error
+from apps.core.redis_cluster import REDIS_OR_OS_ERRORS, cluster_node
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import logging
 from celery import shared_task
 
 from apps.core.cache import tiered_cache
-from apps.core.cache.cluster import REDIS_ERRORS
 from apps.core.cache.pending import pending_invalidations_apply
+from apps.core.redis_cluster import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 

@@ -41,7 +41,6 @@ from redis.commands.core import Script
 
 from apps.core.breaker import CircuitBreaker
 from apps.core.cache import scripts
-from apps.core.cache.cluster import REDIS_ERRORS
 from apps.core.cache.config import CacheConfig
 from apps.core.cache.l1 import L1Cache
 from apps.core.cache.listener import InvalidationListener
@@ -51,6 +50,7 @@ from apps.core.cache.metrics import (
     count_error,
     count_request,
 )
+from apps.core.redis_cluster import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 

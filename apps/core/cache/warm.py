@@ -47,7 +47,7 @@ class Warmer:
 
     def __init__(self, cache: TieredCache, *, kind: str, ttl: int) -> None:
         if cache.client is None:
-            raise RuntimeError("warming needs Redis: set REDIS_URL")
+            raise RuntimeError("warming needs Redis: set REDIS_URL or REDIS_CLUSTER_NODES")
         self.cache = cache
         self.client = cache.client
         self.kind = kind

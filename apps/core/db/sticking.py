@@ -27,13 +27,13 @@ from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
 from apps.core.breaker import CircuitBreaker, CircuitOpen
-from apps.core.cache.cluster import REDIS_ERRORS
 from apps.core.db.errors import ReadCapacityExhausted
 from apps.core.db.health import fallback_budget, monitor
 from apps.core.db.lsn import settle_read_after
 from apps.core.db.state import RoutingState, current_state
 from apps.core.db.topology import live_replicas
 from apps.core.forks import ProcessLocal
+from apps.core.redis_cluster import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
