@@ -141,19 +141,38 @@ class LocalRedisCluster:
             self._launch(member)
 
     def wait_healthy(self, timeout: float = 30) -> None:
-        """Wait until every running node reports ``cluster_state:ok``."""
+        """Wait until every running node reports ``cluster_state:ok``, every node sees the
+        same masters serving slots, and every replica's link to its master is up.
+
+        After ``restart_node`` of a failed master this is when it has become a replica:
+        until then it may still believe it serves its old slots.
+        """
 
         def healthy() -> bool:
+            views = set()
             for member in self.members:
                 if member.process is None:
                     continue
                 try:
                     info = member.client().cluster("INFO")
-                except redis.RedisError:
+                    table = _node_table(member)
+                    myself = next(n for n in table.values() if "myself" in n["flags"])
+                    if "slave" in myself["flags"] and not _link_up(member):
+                        return False
+                except (redis.RedisError, StopIteration):
                     return False
                 if _info_value(info, "cluster_state") != "ok":
                     return False
-            return True
+                views.add(
+                    frozenset(
+                        address
+                        for address, node in table.items()
+                        if "master" in node["flags"]
+                        and "fail" not in node["flags"]
+                        and node["slots"]
+                    )
+                )
+            return len(views) == 1
 
         wait_until(healthy, timeout, "the Redis Cluster", interval=0.1)
 

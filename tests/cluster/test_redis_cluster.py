@@ -203,13 +203,14 @@ def test_write_positions_live_on_the_cluster_and_never_move_back(redis_cluster, 
 
 
 def test_four_workers_on_the_cluster_admit_exactly_the_limit(cluster_server: Gunicorn):
+    # Anonymous: one key (the client address) over every worker, on whichever master.
     def client(_: int) -> list[int]:
-        return [cluster_server.get(LIMITED_PATH)[0] for _ in range(5)]
+        return [cluster_server.get(LIMITED_PATH)[0] for _ in range(3)]
 
     with ThreadPoolExecutor(100) as pool:
-        statuses = Counter(s for batch in pool.map(client, range(200)) for s in batch)
+        statuses = Counter(s for batch in pool.map(client, range(100)) for s in batch)
 
-    assert statuses == {404: 100, 429: 900}
+    assert statuses == {404: 100, 429: 200}
 
 
 def _names(server: Gunicorn, user_id: int, count: int) -> list[str]:
