@@ -1,11 +1,11 @@
-"""Redis Cluster (``REDIS_CLUSTER_NODES``): the Django cache entry and the raw clients.
+"""Redis Cluster (``REDIS_CLUSTER_NODES``): names shared by the topology, the cache and checks.
 
 django-redis has no cluster client and Django's ``RedisCache`` follows no ``MOVED``
 redirect, so on a cluster the Django cache is django-valkey's ``ClusterValkeyCache``
 (valkey-py underneath). The tiered cache, the write positions and the rate limiter
-speak redis-py: ``cluster_client`` gives them a ``redis.cluster.RedisCluster`` that
-fails fast (one attempt per call; a failed node makes it reread the slot map, so the
-call after a failover reaches the new master).
+speak redis-py: ``ClusterRedis.client`` (``apps.core.redis_topology``) gives them a
+``redis.cluster.RedisCluster`` that fails fast (one attempt per call; a failed node
+makes it reread the slot map, so the call after a failover reaches the new master).
 
 Every node listed is a startup node: a client started while one of them is down still
 finds the cluster through the others. ``config/settings.py`` imports this module, so it
@@ -15,13 +15,9 @@ imports nothing of Django's or of the apps; django-valkey's subclasses live in
 
 from __future__ import annotations
 
-from typing import Any
-
 from redis import RedisError
-from redis.backoff import NoBackoff
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import ClusterNode
 from redis.exceptions import RedisClusterException
-from redis.retry import Retry
 
 # What the settings put in OPTIONS for the connection factory below.
 NODES_OPTION = "CLUSTER_NODES"
@@ -45,41 +41,6 @@ def parse_cluster_nodes(entries: list[str]) -> list[tuple[str, int]]:
     return nodes
 
 
-def cluster_cache_settings(
-    nodes: list[tuple[str, int]], *, timeout: float, max_connections: int
-) -> dict[str, Any]:
-    """Return the ``CACHES["default"]`` entry for a cluster of ``nodes``."""
-    host, port = nodes[0]
-    return {
-        "BACKEND": CLUSTER_BACKEND,
-        # Cluster mode has database 0 only; django-valkey refuses any other.
-        "LOCATION": f"redis://{host}:{port}/0",
-        "KEY_PREFIX": "hs",
-        "OPTIONS": {
-            "CLIENT_CLASS": "apps.observability.cache_metrics.ClusterClient",
-            "CONNECTION_FACTORY": "apps.core.cache.cluster.ClusterConnectionFactory",
-            NODES_OPTION: [f"{h}:{p}" for h, p in nodes],
-            # A cache that hangs is worse than a miss: fail fast and fall through.
-            "SOCKET_CONNECT_TIMEOUT": timeout,
-            "SOCKET_TIMEOUT": timeout,
-            "CONNECTION_POOL_KWARGS": {"max_connections": max_connections},
-        },
-    }
-
-
 def cluster_node(host: str, port: int) -> ClusterNode:
     """Return redis-py's address of one node."""
     return ClusterNode(host, port)  # type: ignore[no-untyped-call]  # untyped in redis-py
-
-
-def cluster_client(
-    nodes: list[tuple[str, int]], *, timeout: float, client_name: str | None = None
-) -> RedisCluster:
-    """Return a redis-py cluster client that makes one attempt per call."""
-    return RedisCluster(
-        startup_nodes=[cluster_node(host, port) for host, port in nodes],
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        client_name=client_name,
-    )

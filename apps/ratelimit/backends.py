@@ -15,20 +15,14 @@ import threading
 import time
 from typing import NamedTuple, Protocol
 
-import redis
 from redis.backoff import NoBackoff
-from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.retry import Retry
 
 from apps.core.breaker import CircuitBreaker, CircuitOpen
 from apps.core.forks import ProcessLocal
-from apps.core.redis_cluster import (
-    REDIS_ERRORS,
-    REDIS_OR_OS_ERRORS,
-    cluster_client,
-    parse_cluster_nodes,
-)
+from apps.core.redis_cluster import REDIS_ERRORS, REDIS_OR_OS_ERRORS
+from apps.core.redis_topology import RedisTopology
 from apps.ratelimit import scripts
 
 
@@ -65,8 +59,16 @@ class RedisBackend:
     or restarted server); redis-py parses replies with hiredis when it is installed.
     """
 
-    def __init__(self, client: redis.Redis | RedisCluster) -> None:
-        self.client = client
+    def __init__(self, topology: RedisTopology, timeout_ms: int) -> None:
+        timeout = timeout_ms / 1000
+        # Behind Sentinel each new connection asks where the master is; a failed call
+        # drops its connection, so the next one after a failover reaches the new master.
+        self.client = topology.client(
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
         self._gcra = self.client.register_script(scripts.GCRA)
         self._sliding = self.client.register_script(scripts.SLIDING_WINDOW)
         # A second without Redis after a failure: an outage costs one timeout, not one
@@ -167,47 +169,27 @@ def _clock_us() -> int:
 _memory = MemoryBackend()
 
 
-# One Redis backend per URL (or cluster) and timeout in each process; a forked child
-# makes its own, with a breaker of its own.
-_redis_backends: ProcessLocal[dict[tuple[str, int], RedisBackend]] = ProcessLocal(dict)
+# One Redis backend per topology and timeout in each process; a forked child makes its
+# own, with a breaker of its own.
+_redis_backends: ProcessLocal[dict[tuple[RedisTopology, int], RedisBackend]] = ProcessLocal(dict)
 
 
-def _connect(url: str, cluster_nodes: tuple[str, ...], timeout_ms: int) -> RedisBackend:
-    timeout = timeout_ms / 1000
-    if cluster_nodes:
-        return RedisBackend(
-            cluster_client(parse_cluster_nodes(list(cluster_nodes)), timeout=timeout)
-        )
-    client = redis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=0,
-    )
-    return RedisBackend(client)
-
-
-def redis_backend(url: str, timeout_ms: int, cluster_nodes: tuple[str, ...] = ()) -> RedisBackend:
-    """Return this process's Redis backend for ``url`` (or the cluster), created once."""
+def redis_backend(topology: RedisTopology, timeout_ms: int) -> RedisBackend:
+    """Return this process's Redis backend for ``topology``, created once."""
     backends = _redis_backends.get()
-    where = ",".join(cluster_nodes) or url
-    backend = backends.get((where, timeout_ms))
+    backend = backends.get((topology, timeout_ms))
     if backend is None:
         try:
-            created = _connect(url, cluster_nodes, timeout_ms)
+            created = RedisBackend(topology, timeout_ms)
         except REDIS_ERRORS as exc:
             # A cluster client learns the slot map as it is made: no node answered.
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
-        backend = backends.setdefault((where, timeout_ms), created)
+        backend = backends.setdefault((topology, timeout_ms), created)
     return backend
 
 
-def get_backend(url: str, timeout_ms: int, cluster_nodes: tuple[str, ...] = ()) -> Backend:
-    """Return the Redis backend for ``url`` or the Redis Cluster of ``cluster_nodes``.
-
-    The in-process backend answers when neither is set.
-    """
-    if not url and not cluster_nodes:
+def get_backend(topology: RedisTopology | None, timeout_ms: int) -> Backend:
+    """Return the Redis backend for ``topology``, or the in-process one when it is None."""
+    if topology is None:
         return _memory
-    return redis_backend(url, timeout_ms, cluster_nodes)
+    return redis_backend(topology, timeout_ms)

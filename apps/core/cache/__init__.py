@@ -13,14 +13,18 @@ from contextlib import contextmanager
 from functools import partial
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, transaction
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
+from redis.retry import Retry
 
 from apps.core.cache.config import CacheConfig
 from apps.core.cache.tiered import CachedValue, TieredCache, make_etag
 from apps.core.forks import ProcessLocal
-from apps.core.redis_cluster import CLUSTER_BACKEND, cluster_client, parse_cluster_nodes
+from apps.core.redis_cluster import CLUSTER_BACKEND
+from apps.core.redis_topology import ClusterRedis
 
 __all__ = [
     "CacheConfig",
@@ -53,8 +57,13 @@ def redis_client() -> Redis | RedisCluster | None:
 
 
 def _new_cluster_client() -> RedisCluster:
-    nodes = parse_cluster_nodes(settings.REDIS_CLUSTER_NODES)
-    return cluster_client(nodes, timeout=settings.CACHE_REDIS_CLUSTER_TIMEOUT_SECONDS)
+    topology = settings.REDIS
+    if not isinstance(topology, ClusterRedis):
+        raise ImproperlyConfigured("the cluster cache backend needs REDIS_CLUSTER_NODES")
+    timeout = settings.CACHES["default"]["OPTIONS"].get("SOCKET_TIMEOUT", 0.1)
+    return topology.client(
+        socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
 
 
 _cluster: ProcessLocal[RedisCluster] = ProcessLocal(_new_cluster_client)

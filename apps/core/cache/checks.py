@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
 
 from apps.core.redis_cluster import CLUSTER_BACKEND, REDIS_OR_OS_ERRORS
+from apps.core.redis_topology import ClusterRedis
 
 # Backends that talk to one Redis server and follow no MOVED redirect.
 SINGLE_NODE_BACKENDS = (
@@ -30,7 +31,8 @@ def check_cluster_backend(app_configs: Any = None, **kwargs: Any) -> list[CheckM
     errors: list[CheckMessage] = []
     for alias, entry in settings.CACHES.items():
         backend = str(entry.get("BACKEND", ""))
-        if alias == "default" and settings.REDIS_CLUSTER_NODES and backend != CLUSTER_BACKEND:
+        on_cluster = isinstance(settings.REDIS, ClusterRedis)
+        if alias == "default" and on_cluster and backend != CLUSTER_BACKEND:
             errors.append(
                 Error(
                     f"REDIS_CLUSTER_NODES is set but CACHES[{alias!r}] uses {backend}.",

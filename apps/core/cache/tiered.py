@@ -11,7 +11,8 @@ Why a cached value can never be older than the last committed invalidation:
   consulted only while this process's subscription is live.
 - An invalidation Redis missed (unreachable at commit, or the process died first) is
   not lost: ``invalidate_on_commit`` records it in the write's own transaction
-  (``PendingInvalidation``) and deletes the record only once Redis has it. A process
+  (``PendingInvalidation``) and deletes the record only once Redis has it (behind
+  Sentinel: once a replica has it too, so a failover cannot undo it). A process
   that may have missed one (a Redis error of its own, its subscription dropped, or just
   started) replays every record before it reads Redis again, and its listener does so
   as soon as Redis answers it; the Celery beat sweep is the backstop (``pending``).
@@ -363,11 +364,13 @@ class TieredCache:
             self._missed()
             return False
         try:
-            self._invalidate_in_redis(self.client, [(kind, idents)])
+            replicated = self._invalidate_in_redis(self.client, [(kind, idents)])
         except REDIS_ERRORS:
             self._failed("invalidate")
             return False
-        return True
+        # Dropped on the master but not yet on a replica: a failover now would bring the
+        # entry back, so the record stays for the replay.
+        return replicated
 
     def replay(self, invalidations: list[tuple[str, list[int | str]]]) -> None:
         """Drop and broadcast recorded invalidations in one round trip; raise RedisError.
@@ -384,8 +387,10 @@ class TieredCache:
 
     def _invalidate_in_redis(
         self, client: Redis | RedisCluster, invalidations: list[tuple[str, list[int | str]]]
-    ) -> None:
-        """Drop and broadcast in one pipeline (on a cluster, one request per node).
+    ) -> bool:
+        """Drop and broadcast in one pipeline (on a cluster, one request per master); return
+        whether the replicas asked for (``replicas_to_confirm``) confirmed it in time (WAIT,
+        in the same pipeline; never on a cluster, where WAIT cannot follow the pipeline).
 
         The script publishes with plain PUBLISH, which a cluster forwards to every node:
         the drop and its broadcast stay one atomic step on the key's own node. (A shard
@@ -408,7 +413,11 @@ class TieredCache:
                     pipe.execute_command("EVAL", scripts.INVALIDATE, len(keys), *keys, *args)
                 else:
                     self._scripts["INVALIDATE"](keys=keys, args=args, client=pipe)
-        pipe.execute()
+        wanted = self.config.replicas_to_confirm
+        if wanted and not self.clustered:
+            pipe.wait(wanted, self.config.replica_confirm_ms)
+        replies = pipe.execute()
+        return not wanted or self.clustered or int(replies[-1]) >= wanted
 
     # --- Redis health -------------------------------------------------------------------
 
