@@ -20,6 +20,7 @@ from deploy.local.processes import (
     scratch_dir,
     wait_until,
 )
+from deploy.local.redis_cluster import LocalRedisCluster
 
 # Throw-away data: fast rather than durable; room for many test connections.
 POSTGRES_SETTINGS = {**postgres.REPLICATION, **postgres.NO_FSYNC, "max_connections": "300"}
@@ -33,9 +34,12 @@ class Servers:
     processes: list[Process] = field(default_factory=list)
     postgres_servers: dict[str, postgres.PostgresServer] = field(default_factory=dict)
     redis_servers: dict[str, tuple[int, str]] = field(default_factory=dict)
+    redis_clusters: list[LocalRedisCluster] = field(default_factory=list)
 
     def stop(self) -> None:
         """Stop every server, newest first, and remove their directories."""
+        while self.redis_clusters:
+            self.redis_clusters.pop().stop()
         while self.processes:
             self.processes.pop().stop()
         if not os.environ.get("HIGHSCALE_KEEP_SERVER_DIRS"):
@@ -100,6 +104,14 @@ class Servers:
         self.processes.append(Process(name, popen))
         wait_until(lambda: port_open("127.0.0.1", port), 30, name)
         return f"redis://127.0.0.1:{port}/0"
+
+    def start_redis_cluster(
+        self, name: str = "redis-cluster", *, masters: int = 3, replicas: int = 1
+    ) -> LocalRedisCluster:
+        """Start a Redis Cluster (``cluster.nodes`` is REDIS_CLUSTER_NODES); stopped by ``stop``."""
+        cluster = LocalRedisCluster.start(self.root / name, masters=masters, replicas=replicas)
+        self.redis_clusters.append(cluster)
+        return cluster
 
     # --- RabbitMQ ---------------------------------------------------------------------
 
