@@ -70,6 +70,11 @@ class OrderLine(ExportModelOperationsMixin("orderline"), models.Model):  # type:
     """One product and quantity of an order, at the price it was ordered for."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    # The order's owner, copied: with sharding the line is partitioned by it, so it
+    # lives on its order's shard (docs/sharding.md).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="order_lines")
     quantity = models.PositiveIntegerField()
     unit_price = models.DecimalField(max_digits=10, decimal_places=2)

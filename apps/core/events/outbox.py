@@ -61,7 +61,9 @@ def outbox_breaker() -> CircuitBreaker:
     return _breakers.get()
 
 
-def outbox_write(*, event_type: str, payload: Mapping[str, Any]) -> OutboxEvent:
+def outbox_write(
+    *, event_type: str, payload: Mapping[str, Any], shard_key: int | None = None
+) -> OutboxEvent:
     """Record an event in the current transaction and publish it once that commits.
 
     The event keeps the correlation id and the trace context of its writer, so whoever
@@ -69,11 +71,14 @@ def outbox_write(*, event_type: str, payload: Mapping[str, Any]) -> OutboxEvent:
     RuntimeError outside a transaction: an event written on its own could describe data
     that never commits. Raise ValueError for an event type no app registered, or a
     payload whose fields are not the type's: its consumers could not be called with it.
+    ``shard_key`` (the owner of the rows the event describes) keeps the event on their
+    shard when orders are sharded.
     """
     _check_writable(event_type, [payload])
     event = OutboxEvent.objects.create(
         event_type=event_type,
         payload=dict(payload),
+        shard_key=shard_key,
         correlation_id=current_request_id() or "",
         traceparent=_current_traceparent(),
     )
@@ -82,10 +87,14 @@ def outbox_write(*, event_type: str, payload: Mapping[str, Any]) -> OutboxEvent:
 
 
 def outbox_write_many(
-    *, event_type: str, payloads: Sequence[Mapping[str, Any]]
+    *,
+    event_type: str,
+    payloads: Sequence[Mapping[str, Any]],
+    shard_keys: Sequence[int | None] | None = None,
 ) -> list[OutboxEvent]:
     """Record one event per payload with one INSERT, as ``outbox_write`` does for one.
 
+    ``shard_keys``, when given, holds each payload's shard key, in the same order.
     For bulk writers (demo data): the events are published after the commit together,
     each as the relay would publish it. Raise as ``outbox_write`` does.
     """
@@ -99,8 +108,9 @@ def outbox_write_many(
                 payload=dict(payload),
                 correlation_id=correlation_id,
                 traceparent=traceparent,
+                shard_key=key,
             )
-            for payload in payloads
+            for payload, key in zip(payloads, shard_keys or [None] * len(payloads), strict=True)
         ]
     )
 
