@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -87,6 +88,12 @@ class OrderLine(ExportModelOperationsMixin("orderline"), models.Model):  # type:
 
     def __str__(self) -> str:
         return f"{self.quantity} × {self.product_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save the line; its owner, when not set, is its order's."""
+        if self.owner_id is None and self.order_id is not None:
+            self.owner_id = self.order.owner_id
+        super().save(*args, **kwargs)
 
     @property
     def subtotal(self) -> Decimal:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import psycopg
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.core.db.remote import is_remote_server_failure
+from apps.core.events.models import OutboxEvent, ProcessedEvent
 from apps.core.events.outbox import outbox_breaker
 from apps.orders.demo_data import demo_data_seed
 from apps.orders.events import order_reserve_inventory
-from apps.orders.models import Order, OrderLine
-from apps.orders.selectors import order_list, order_page_all
+from apps.orders.models import OrderLine, Product
+from apps.orders.selectors import order_list, order_page_all, order_with_id
+from apps.orders.services import OrderItem, order_create
 
 
 def _plan(sql: str, params: Any = None) -> list[str]:
@@ -32,27 +35,75 @@ def explain_own_orders(owner_id: int) -> None:
 
 
 def explain_all_orders(size: int) -> None:
-    """Print each query an all-orders page ran, with its plan, and the ids it returned."""
+    """Print the ids of two all-orders pages, and the plan of every query they ran."""
     with CaptureQueriesContext(connection) as captured:
-        page = order_page_all(size=size)
-    with connection.cursor() as cursor:
-        sqls = [query["sql"] for query in captured.captured_queries]
-        plans = []
-        for sql in sqls:
-            cursor.execute(f"EXPLAIN {sql}")  # noqa: S608 -- the SQL the selector ran
-            plans.append([row[0] for row in cursor.fetchall()])
-    print(json.dumps({"ids": [order.pk for order in page], "plans": plans}))
+        first = order_page_all(size=size)
+        second = order_page_all(before_id=first[-1].pk, size=size)
+    plans = [_plan(query["sql"]) for query in captured.captured_queries]
+    ids = [order.pk for order in first + second]
+    print(json.dumps({"ids": ids, "plans": plans}))
 
 
-def reserve(event_id: str, order_id: int) -> None:
-    """Run the reservation once; print the order's status after it, or the failure."""
+KILL_ON_CONFIRM = """
+CREATE OR REPLACE FUNCTION public.test_die() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); RETURN NEW; END $$;
+CREATE OR REPLACE TRIGGER test_die BEFORE UPDATE ON orders_order FOR EACH ROW
+WHEN (NEW.status = 'confirmed') EXECUTE FUNCTION public.test_die();
+"""
+
+
+def reserve_through_a_dying_shard(owner_id: int, product_id: int, shard_url: str) -> None:
+    """Place an order, then reserve it while its shard dies mid-way, then again; print states.
+
+    The shard's session is terminated from inside the reservation's UPDATE of the
+    order, after the coordinator already took the stock in the same transaction.
+    """
+    breaker = outbox_breaker()
+    breaker.failed()
+    order = order_create(
+        owner_id=owner_id,
+        items=[OrderItem(product_id=product_id, quantity=3)],
+        idempotency_key="dying",
+    )
+    event = OutboxEvent.objects.get(shard_key=owner_id, payload__order_id=order.pk)
+    observed: dict[str, Any] = {"stock_before": _stock(product_id)}
+    with psycopg.connect(shard_url, autocommit=True) as shard:
+        shard.execute(KILL_ON_CONFIRM)
     try:
-        order_reserve_inventory(event_id=event_id, order_id=order_id)
+        order_reserve_inventory(event_id=str(event.pk), order_id=order.pk)
     except Exception as exc:  # noqa: BLE001 -- reported to the test
-        print(json.dumps({"failed": type(exc).__name__, "remote": is_remote_server_failure(exc)}))
-        return
-    status = Order.objects.filter(pk=order_id).values_list("status", flat=True).first()
-    print(json.dumps({"status": status}))
+        observed["failure_is_remote"] = is_remote_server_failure(exc)
+    finally:
+        with psycopg.connect(shard_url, autocommit=True) as shard:
+            shard.execute("DROP TRIGGER test_die ON orders_order")
+    observed["after_failure"] = {
+        "stock": _stock(product_id),
+        "status": _status(order.pk),
+        "marks": ProcessedEvent.objects.filter(event_id=event.pk).count(),
+        "confirmed_events": OutboxEvent.objects.filter(
+            shard_key=owner_id, event_type="order.confirmed"
+        ).count(),
+    }
+    order_reserve_inventory(event_id=str(event.pk), order_id=order.pk)
+    # A redelivery of the same event changes nothing.
+    order_reserve_inventory(event_id=str(event.pk), order_id=order.pk)
+    observed["after_retry"] = {
+        "stock": _stock(product_id),
+        "status": _status(order.pk),
+        "marks": ProcessedEvent.objects.filter(event_id=event.pk).count(),
+        "confirmed_events": OutboxEvent.objects.filter(
+            shard_key=owner_id, event_type="order.confirmed"
+        ).count(),
+    }
+    print(json.dumps(observed))
+
+
+def _stock(product_id: int) -> int:
+    return int(Product.objects.values_list("stock", flat=True).get(pk=product_id))
+
+
+def _status(order_id: int) -> str:
+    return str(order_with_id(order_id=order_id).values_list("status", flat=True).get())
 
 
 def seed_unpublished(users: int, products: int, orders: int) -> None:

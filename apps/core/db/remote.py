@@ -5,9 +5,10 @@ from __future__ import annotations
 from django.db import OperationalError
 
 # SQLSTATE classes and codes of a server that cannot be reached or did not answer in
-# time: connection exceptions (08…) and a statement cancelled by statement_timeout.
+# time: connection exceptions (08…), a statement cancelled by statement_timeout, and a
+# server shutting down, crashed or still starting (the shard's own report, relayed).
 _UNREACHABLE_PREFIXES = ("08",)
-_UNREACHABLE_CODES = frozenset({"57014"})
+_UNREACHABLE_CODES = frozenset({"57014", "57P01", "57P02", "57P03"})
 
 
 def is_remote_server_failure(exc: BaseException) -> bool:

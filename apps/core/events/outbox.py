@@ -24,7 +24,7 @@ from uuid import UUID
 from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from kombu import Producer
 from opentelemetry import context as otel_context
@@ -143,7 +143,7 @@ def outbox_publish_after_commit(event: OutboxEvent) -> None:
         return
     if current_app.conf.task_always_eager:
         # No broker: the consumers run right here, as the commit's follow-up.
-        outbox_publish(event_ids=[event.pk])
+        outbox_publish(event_ids=[event.pk], shard_keys=[event.shard_key])
         return
     _relays.get().submit(event)
 
@@ -188,22 +188,25 @@ def outbox_sweep(*, min_age_seconds: float | None = None) -> int:
             return sent
 
 
-def outbox_publish(*, event_ids: Iterable[UUID]) -> int:
+def outbox_publish(*, event_ids: Iterable[UUID], shard_keys: Iterable[int | None] = ()) -> int:
     """Publish the given unsent events to their consumers and mark them sent.
 
     The events are locked with SKIP LOCKED while they are published, so two sweeps
     never publish one event at the same time; they are marked sent only once the broker
     confirmed every message. On a broker error nothing is marked sent (the
     sweep retries later, the consumers drop what did arrive twice) and ``outbox_breaker``
-    opens. Return the number of events published.
+    opens. ``shard_keys``, the events' shard keys when known, keep every statement on
+    their shards when orders are sharded. Return the number of events published.
     """
     wanted = list(event_ids)
     if not wanted:
         return 0
+    keys = list(shard_keys)
     with transaction.atomic():
         events = list(
-            OutboxEvent.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=wanted, sent_at__isnull=True)
+            _events(wanted, keys)
+            .select_for_update(skip_locked=True)
+            .filter(sent_at__isnull=True)
             .order_by("created_at")
         )
         if not events:
@@ -214,12 +217,10 @@ def outbox_publish(*, event_ids: Iterable[UUID]) -> int:
         except Exception:
             # Any broker failure: the events stay unsent and the sweep retries them later.
             logger.warning("outbox: publishing %d event(s) failed", len(events), exc_info=True)
-            OutboxEvent.objects.filter(pk__in=pks).update(
-                publish_attempts=F("publish_attempts") + 1
-            )
+            _events(pks, keys).update(publish_attempts=F("publish_attempts") + 1)
             outbox_breaker().failed()
             return 0
-        OutboxEvent.objects.filter(pk__in=pks).update(
+        _events(pks, keys).update(
             sent_at=timezone.now(), publish_attempts=F("publish_attempts") + 1
         )
     outbox_breaker().succeeded()
@@ -234,18 +235,31 @@ def _publish_committed(events: list[OutboxEvent]) -> int:
     sweep may publish an event too, which the consumers' processed marks absorb.
     """
     pks = [event.pk for event in events]
+    keys = [event.shard_key for event in events]
     try:
         _send_confirmed(events)
     except Exception:
         logger.warning("outbox: publishing %d event(s) failed", len(events), exc_info=True)
-        OutboxEvent.objects.filter(pk__in=pks).update(publish_attempts=F("publish_attempts") + 1)
+        _events(pks, keys).update(publish_attempts=F("publish_attempts") + 1)
         outbox_breaker().failed()
         return 0
-    OutboxEvent.objects.filter(pk__in=pks, sent_at__isnull=True).update(
+    _events(pks, keys).filter(sent_at__isnull=True).update(
         sent_at=timezone.now(), publish_attempts=F("publish_attempts") + 1
     )
     outbox_breaker().succeeded()
     return len(events)
+
+
+def _events(pks: list[UUID], shard_keys: list[int | None]) -> QuerySet[OutboxEvent]:
+    """Return the events with these ids, also by their shard keys when every one is known.
+
+    Sharded, the outbox is partitioned by shard key: a statement by id alone asks every
+    shard (and fails while one is down); with the keys it asks only theirs.
+    """
+    events = OutboxEvent.objects.filter(pk__in=pks)
+    if shard_keys and None not in shard_keys:
+        events = events.filter(shard_key__in=set(shard_keys))
+    return events
 
 
 def _send_confirmed(events: list[OutboxEvent]) -> None:
