@@ -71,14 +71,16 @@ class Servers:
         (``DATABASE_SHARD_URLS``); the servers are named ``coordinator``, ``shard1``, ….
         """
         names = ["coordinator", *(f"shard{number}" for number in range(1, shards + 1))]
-        urls = []
-        for name in names:
-            server_url = self.start_postgres(name)
-            maintenance = server_url.rsplit("/", 1)[0] + "/postgres"
-            with psycopg.connect(maintenance, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{postgres.DATABASE}"')
-            urls.append(server_url)
+        urls = [self.start_postgres_database(name) for name in names]
         return urls[0], urls[1:]
+
+    def start_postgres_database(self, name: str) -> str:
+        """Start a PostgreSQL server with an empty ``highscale`` database; return its URL."""
+        server_url = self.start_postgres(name)
+        maintenance = server_url.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(maintenance, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{postgres.DATABASE}"')
+        return server_url
 
     def restart_postgres(self, name: str) -> None:
         """Start the stopped PostgreSQL server ``name`` again, on its old port and data."""
