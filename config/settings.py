@@ -13,7 +13,13 @@ import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
-from apps.core.db.settings import postgres_database, replica_databases
+from apps.core.db.settings import postgres_database, primary_url, replica_databases
+from apps.core.redis_topology import (
+    SentinelRedis,
+    SingleRedis,
+    cache_entry,
+    redis_topology_from_env,
+)
 from config.env import (
     env_bool,
     env_int,
@@ -128,7 +134,8 @@ if DATABASE_URL:
         "pool_min": env_int("DATABASE_POOL_MIN_SIZE", 2),
         "pool_max": env_int("DATABASE_POOL_MAX_SIZE", 0),
     }
-    DATABASES = {"default": postgres_database(DATABASE_URL, **_DATABASE_POOLING)}
+    # A multi-host URL (libpq failover between servers) is accepted in either form.
+    DATABASES = {"default": postgres_database(primary_url(DATABASE_URL), **_DATABASE_POOLING)}
 else:
     DATABASES = {
         "default": {
@@ -151,29 +158,22 @@ AUTH_PASSWORD_VALIDATORS = [
 
 # --- Cache ----------------------------------------------------------------------------
 
+# The one place the Redis topology is read (REDIS_URL, or REDIS_SENTINELS with
+# REDIS_SENTINEL_MASTER): the cache, the limiter, pub/sub and sticking all use it.
+REDIS = redis_topology_from_env()
 REDIS_URL = env_str("REDIS_URL")
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "hs",
-            "OPTIONS": {
-                "CLIENT_CLASS": "apps.observability.cache_metrics.RedisClient",
-                # A cache that hangs is worse than a miss: fail fast and fall through.
-                "SOCKET_CONNECT_TIMEOUT": 0.1,
-                "SOCKET_TIMEOUT": 0.1,
-                "CONNECTION_POOL_KWARGS": {"max_connections": env_int("REDIS_MAX_CONNECTIONS", 50)},
-            },
-        }
-    }
-else:
-    CACHES = {
-        "default": {
-            "BACKEND": "apps.observability.cache_metrics.LocMemCache",
-            "LOCATION": "highscale",
-        }
-    }
+CACHES = {
+    "default": cache_entry(
+        REDIS,
+        {
+            "CLIENT_CLASS": "apps.observability.cache_metrics.RedisClient",
+            # A cache that hangs is worse than a miss: fail fast and fall through.
+            "SOCKET_CONNECT_TIMEOUT": 0.1,
+            "SOCKET_TIMEOUT": 0.1,
+            "CONNECTION_POOL_KWARGS": {"max_connections": env_int("REDIS_MAX_CONNECTIONS", 50)},
+        },
+    )
+}
 
 # --- Celery ---------------------------------------------------------------------------
 # The broker-level settings live in "Events and queues" below.
@@ -352,6 +352,11 @@ CACHE_REDIS_RETRY_SECONDS = 1.0
 # XFetch's beta: above 1 refreshes hot keys earlier; 0 turns early refresh off.
 CACHE_EARLY_REFRESH_BETA = 1.0
 CACHE_INVALIDATION_CHANNEL = "cache:invalidate"
+# Behind Sentinel an invalidation's record (pending.py) is deleted only once a replica
+# confirms the drop (WAIT, this long at most): replication is asynchronous, and a drop
+# the dying master had not passed on would come back with the promoted replica.
+CACHE_INVALIDATION_REPLICAS = 1 if isinstance(REDIS, SentinelRedis) else 0
+CACHE_INVALIDATION_REPLICA_WAIT_MS = 30
 # Backstop for invalidations Redis missed (pending.py): beat replays what is left this often.
 CACHE_PENDING_SWEEP_SECONDS = 5
 # Public profile: Redis TTL, and how long browsers and shared caches may reuse it.
@@ -471,8 +476,12 @@ EMAIL_FILE_PATH = env_str("DJANGO_EMAIL_FILE_PATH", str(VAR_DIR / "emails"))
 
 # --- Rate limiting -----------------------------------------------------------------------
 
-# Where the counters live: REDIS_URL unless set; empty → per-process counters.
+# Where the counters live: the Redis above unless RATELIMIT_REDIS_URL names another
+# server; no Redis at all → per-process counters.
 RATELIMIT_REDIS_URL = env_str("RATELIMIT_REDIS_URL", REDIS_URL)
+RATELIMIT_REDIS = (
+    SingleRedis(env_str("RATELIMIT_REDIS_URL")) if env_str("RATELIMIT_REDIS_URL") else REDIS
+)
 # Redis socket and connect timeout per decision; past it the policy's fail mode answers.
 RATELIMIT_REDIS_TIMEOUT_MS = env_int("RATELIMIT_REDIS_TIMEOUT_MS", 50, minimum=1)
 RATELIMIT_KEY_PREFIX = env_str("RATELIMIT_KEY_PREFIX", "rl")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -12,6 +13,8 @@ from rest_framework.test import APIClient
 from apps.orders.models import Product
 from apps.users.models import User
 from apps.users.services import token_create
+from deploy.local.processes import scratch_dir
+from deploy.local.sentinel import SentinelSet
 from deploy.local.servers import Servers
 from tests.factories import PASSWORD, ProductFactory, UserFactory
 
@@ -59,6 +62,28 @@ def private_servers() -> Iterator[Servers]:
         yield servers
     finally:
         servers.stop()
+
+
+@pytest.fixture(scope="session")
+def sentinel_set() -> Iterator[SentinelSet]:
+    """Start one Redis Sentinel set (master, replica, three sentinels) for the run."""
+    root = scratch_dir("highscale-sentinel-")
+    sentinels = SentinelSet(root)
+    sentinels.start()
+    try:
+        yield sentinels
+    finally:
+        sentinels.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def sentinels(sentinel_set: SentinelSet) -> SentinelSet:
+    """Return the run's Sentinel set with a live master and replica (the last test's
+    killed master back as a replica)."""
+    if sentinel_set.killed is not None:
+        sentinel_set.revive()
+    return sentinel_set
 
 
 @pytest.fixture

@@ -52,6 +52,19 @@ class Gunicorn:
         return status, fields
 
 
+def display_names(server: Gunicorn, user_id: int, count: int = 20) -> list[str]:
+    """Return the public name that each of ``count`` new connections is served for the user.
+
+    Each request is a new connection, so the workers take turns answering them.
+    """
+    names = []
+    for _ in range(count):
+        status, _, body = server.request("GET", f"/api/v1/users/{user_id}")
+        assert status == 200, body
+        names.append(json.loads(body)["display_name"])
+    return names
+
+
 def database_url_of_the_test_db() -> str:
     """Return the URL of the database pytest-django made for this run."""
     db = connection.settings_dict
@@ -60,24 +73,33 @@ def database_url_of_the_test_db() -> str:
 
 
 @contextmanager
-def serving(tmp_path: Path, env: dict[str, str]) -> Iterator[Gunicorn]:
-    """Serve the project with four sync workers on the test database, ``env`` added."""
+def serving(
+    tmp_path: Path, env: dict[str, str], *, config: Path | None = None, workers: int = 4
+) -> Iterator[Gunicorn]:
+    """Serve the project with ``workers`` sync workers on the test database, ``env`` added.
+
+    ``config`` is a gunicorn config file (e.g. deploy/gunicorn.conf.py) to serve with
+    instead of gunicorn's defaults.
+    """
     port = free_port()
+    inherited = dict(os.environ)
+    # The replica the harness may start serves the primary's own database, not the test
+    # one; the workers must read the rows this test commits. A test that needs a replica
+    # passes the test database's on it in ``env``.
+    inherited.pop("DATABASE_REPLICA_URLS", None)
+    inherited.pop("PROMETHEUS_MULTIPROC_DIR", None)
     environment = {
-        **os.environ,
+        **inherited,
         "DATABASE_URL": database_url_of_the_test_db(),
         "LOG_LEVEL": "WARNING",
         "ACCESS_LOG_LEVEL": "WARNING",
         **env,
     }
-    # The replica the harness may start serves the primary's own database, not the test
-    # one; the workers must read the rows this test commits.
-    environment.pop("DATABASE_REPLICA_URLS", None)
-    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = tmp_path / "gunicorn.log"
     command = [
         sys.executable, "-m", "gunicorn", "config.wsgi:application",
-        "-w", "4", "-b", f"127.0.0.1:{port}", "--backlog", "2048",
+        *(["--config", str(config)] if config is not None else []),
+        "-w", str(workers), "-b", f"127.0.0.1:{port}", "--backlog", "2048",
         "--log-level", "warning",
     ]  # fmt: skip
     with log.open("wb") as out:

@@ -22,6 +22,7 @@ from redis.retry import Retry
 
 from apps.core.breaker import CircuitBreaker, CircuitOpen
 from apps.core.forks import ProcessLocal
+from apps.core.redis_topology import RedisTopology
 from apps.ratelimit import scripts
 
 
@@ -58,10 +59,11 @@ class RedisBackend:
     or restarted server); redis-py parses replies with hiredis when it is installed.
     """
 
-    def __init__(self, url: str, timeout_ms: int) -> None:
+    def __init__(self, topology: RedisTopology, timeout_ms: int) -> None:
         timeout = timeout_ms / 1000
-        self.client = redis.Redis.from_url(
-            url,
+        # Behind Sentinel each new connection asks where the master is; a failed call
+        # drops its connection, so the next one after a failover reaches the new master.
+        self.client = topology.client(
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
@@ -167,22 +169,22 @@ def _clock_us() -> int:
 _memory = MemoryBackend()
 
 
-# One Redis backend per URL and timeout in each process; a forked child makes its own,
-# with a breaker of its own.
-_redis_backends: ProcessLocal[dict[tuple[str, int], RedisBackend]] = ProcessLocal(dict)
+# One Redis backend per topology and timeout in each process; a forked child makes its
+# own, with a breaker of its own.
+_redis_backends: ProcessLocal[dict[tuple[RedisTopology, int], RedisBackend]] = ProcessLocal(dict)
 
 
-def redis_backend(url: str, timeout_ms: int) -> RedisBackend:
-    """Return this process's Redis backend for ``url``, created once."""
+def redis_backend(topology: RedisTopology, timeout_ms: int) -> RedisBackend:
+    """Return this process's Redis backend for ``topology``, created once."""
     backends = _redis_backends.get()
-    backend = backends.get((url, timeout_ms))
+    backend = backends.get((topology, timeout_ms))
     if backend is None:
-        backend = backends.setdefault((url, timeout_ms), RedisBackend(url, timeout_ms))
+        backend = backends.setdefault((topology, timeout_ms), RedisBackend(topology, timeout_ms))
     return backend
 
 
-def get_backend(url: str, timeout_ms: int) -> Backend:
-    """Return the Redis backend for ``url``, or the in-process one when ``url`` is empty."""
-    if not url:
+def get_backend(topology: RedisTopology | None, timeout_ms: int) -> Backend:
+    """Return the Redis backend for ``topology``, or the in-process one when it is None."""
+    if topology is None:
         return _memory
-    return redis_backend(url, timeout_ms)
+    return redis_backend(topology, timeout_ms)

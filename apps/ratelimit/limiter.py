@@ -64,7 +64,7 @@ def counter_key(policy: Policy, key: str) -> str:
 
 
 def _store_check(policy: Policy, key: str, now_us: int | None) -> Outcome:
-    backend = get_backend(settings.RATELIMIT_REDIS_URL, settings.RATELIMIT_REDIS_TIMEOUT_MS)
+    backend = get_backend(settings.RATELIMIT_REDIS, settings.RATELIMIT_REDIS_TIMEOUT_MS)
     window_us = policy.window * 1_000_000
     if policy.algorithm == "sliding_window":
         return backend.sliding_window(counter_key(policy, key), window_us, policy.limit, now_us)

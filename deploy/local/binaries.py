@@ -20,9 +20,15 @@ PACKAGES = {
     "psql": "postgresql-client",
     "pgbouncer": "pgbouncer",
     "redis-server": "redis-server",
+    "redis-sentinel": "redis-sentinel",
     "rabbitmq-server": "rabbitmq-server",
     "nginx": "nginx-light",
     "promtool": "prometheus",
+    "patroni": "patroni",
+    "patronictl": "patroni",
+    "etcd": "etcd-server",
+    "etcdctl": "etcd-client",
+    "haproxy": "haproxy",
 }
 
 

@@ -9,7 +9,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # The suite's own service URLs and Django settings must not leak into the child.
-DROPPED = ("DATABASE_URL", "DATABASE_REPLICA_URLS", "REDIS_URL", "CELERY_BROKER_URL")
+DROPPED = (
+    "DATABASE_URL",
+    "DATABASE_REPLICA_URLS",
+    "REDIS_URL",
+    "REDIS_SENTINELS",
+    "REDIS_SENTINEL_MASTER",
+    "CELERY_BROKER_URL",
+)
 
 
 def embedded_environment(sqlite_path: Path, **extra: str) -> dict[str, str]:

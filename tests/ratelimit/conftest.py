@@ -13,6 +13,7 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
+from apps.core.redis_topology import SingleRedis
 from apps.ratelimit.selectors import override_snapshot_clear
 from deploy.local.binaries import find_binary
 from deploy.local.processes import free_port, port_open, wait_until
@@ -57,7 +58,7 @@ def redis_client() -> Iterator[redis.Redis]:
 def backend(request: pytest.FixtureRequest, settings: Any) -> str:
     """Run the test on the Redis store and on the in-process one."""
     if request.param == "memory":
-        settings.RATELIMIT_REDIS_URL = ""
+        settings.RATELIMIT_REDIS = None
     return str(request.param)
 
 
@@ -101,7 +102,7 @@ def private_redis(tmp_path, settings) -> Iterator[PrivateRedis]:
     """Count in a Redis of this test's own, which it may stop, pause and restart."""
     server = PrivateRedis(tmp_path)
     server.start()
-    settings.RATELIMIT_REDIS_URL = server.url
+    settings.RATELIMIT_REDIS = SingleRedis(server.url)
     try:
         yield server
     finally:

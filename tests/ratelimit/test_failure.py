@@ -26,7 +26,8 @@ def errors_of(policy: str) -> float:
 
 def wait_for_the_breaker() -> None:
     """Wait until the limiter's breaker lets checks reach Redis again."""
-    backend = redis_backend(settings.RATELIMIT_REDIS_URL, settings.RATELIMIT_REDIS_TIMEOUT_MS)
+    assert settings.RATELIMIT_REDIS is not None
+    backend = redis_backend(settings.RATELIMIT_REDIS, settings.RATELIMIT_REDIS_TIMEOUT_MS)
     time.sleep(backend.breaker.retry_in)
 
 

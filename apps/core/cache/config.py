@@ -23,6 +23,10 @@ class CacheConfig:
     invalidation_memory_seconds: int = 300
     channel: str = "cache:invalidate"
     prefix: str = "hs:c:"
+    # Replicas that must confirm an invalidation (WAIT) before its record is deleted, and
+    # how long to wait for them; 0: the master's answer is enough.
+    replicas_to_confirm: int = 0
+    replica_confirm_ms: int = 30
 
     @classmethod
     def from_settings(cls) -> CacheConfig:
@@ -35,4 +39,6 @@ class CacheConfig:
             retry_after_error_seconds=settings.CACHE_REDIS_RETRY_SECONDS,
             early_refresh_beta=settings.CACHE_EARLY_REFRESH_BETA,
             channel=settings.CACHE_INVALIDATION_CHANNEL,
+            replicas_to_confirm=settings.CACHE_INVALIDATION_REPLICAS,
+            replica_confirm_ms=settings.CACHE_INVALIDATION_REPLICA_WAIT_MS,
         )

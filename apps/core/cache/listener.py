@@ -24,11 +24,12 @@ from collections.abc import Callable
 from itertools import count
 from typing import Any
 
-from redis import ConnectionPool, Redis, RedisError
+from redis import Redis, RedisError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from apps.core.cache.metrics import count_error
+from apps.core.redis_topology import dedicated_client
 
 logger = logging.getLogger(__name__)
 
@@ -171,11 +172,9 @@ def _dedicated_client(client: Redis, name: str) -> Redis:
     """Return a client of its own for the subscription, named, and never retrying silently.
 
     A transparent reconnect would hide the gap in which messages were lost; failing
-    loudly lets the listener flush L1 and subscribe again.
+    loudly lets the listener flush L1 and subscribe again (behind Sentinel, to whichever
+    master the sentinels name by then).
     """
-    base = client.connection_pool
-    kwargs = dict(base.connection_kwargs)
-    kwargs.update(client_name=name, retry=Retry(NoBackoff(), 0), retry_on_error=[])
-    kwargs.pop("retry_on_timeout", None)
-    pool = ConnectionPool(connection_class=base.connection_class, max_connections=2, **kwargs)
-    return Redis(connection_pool=pool)
+    return dedicated_client(
+        client, client_name=name, retry=Retry(NoBackoff(), 0), retry_on_error=[]
+    )

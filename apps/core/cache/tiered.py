@@ -11,7 +11,8 @@ Why a cached value can never be older than the last committed invalidation:
   consulted only while this process's subscription is live.
 - An invalidation Redis missed (unreachable at commit, or the process died first) is
   not lost: ``invalidate_on_commit`` records it in the write's own transaction
-  (``PendingInvalidation``) and deletes the record only once Redis has it. A process
+  (``PendingInvalidation``) and deletes the record only once Redis has it (behind
+  Sentinel: once a replica has it too, so a failover cannot undo it). A process
   that may have missed one (a Redis error of its own, its subscription dropped, or just
   started) replays every record before it reads Redis again, and its listener does so
   as soon as Redis answers it; the Celery beat sweep is the backstop (``pending``).
@@ -335,11 +336,13 @@ class TieredCache:
             self._missed()
             return False
         try:
-            self._invalidate_in_redis(self.client, [(kind, idents)])
+            replicated = self._invalidate_in_redis(self.client, [(kind, idents)])
         except RedisError:
             self._failed("invalidate")
             return False
-        return True
+        # Dropped on the master but not yet on a replica: a failover now would bring the
+        # entry back, so the record stays for the replay.
+        return replicated
 
     def replay(self, invalidations: list[tuple[str, list[int | str]]]) -> None:
         """Drop and broadcast recorded invalidations in one round trip; raise RedisError.
@@ -356,7 +359,9 @@ class TieredCache:
 
     def _invalidate_in_redis(
         self, client: Redis, invalidations: list[tuple[str, list[int | str]]]
-    ) -> None:
+    ) -> bool:
+        """Drop and broadcast in one round trip; return whether the replicas asked for
+        (``replicas_to_confirm``) confirmed it in time (WAIT, in the same pipeline)."""
         script = self._scripts["INVALIDATE"]
         pipe = client.pipeline(transaction=False)
         for kind, idents in invalidations:
@@ -368,7 +373,11 @@ class TieredCache:
                     args=[message, self.config.channel, self.config.invalidation_memory_seconds],
                     client=pipe,
                 )
-        pipe.execute()
+        wanted = self.config.replicas_to_confirm
+        if wanted:
+            pipe.wait(wanted, self.config.replica_confirm_ms)
+        replies = pipe.execute()
+        return not wanted or int(replies[-1]) >= wanted
 
     # --- Redis health -------------------------------------------------------------------
 

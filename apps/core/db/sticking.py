@@ -8,9 +8,17 @@ it. The check is made against the replica chosen, never "some replica caught up"
 
 The position only moves forward: one Lua script keeps the larger of the stored and the
 new one, and nothing deletes it; it expires DATABASE_STICKING_SECONDS after the last
-write. While Redis is unreachable (or failed moments ago: the breaker), the user's
-reads go to the primary within the fallback budget. Where the cache is not Redis, the
-positions are kept per process: read-your-writes then holds within one process only.
+write. Where the cache is not Redis, the positions are kept per process:
+read-your-writes then holds within one process only.
+
+While Redis is unreachable (or failed moments ago: the breaker) the user's position is
+unknown. The read goes to the primary while the fallback budget lasts. Past it, the
+read must neither be stale nor be refused: it takes the primary's current WAL position
+as its read-after LSN. That position is at or past every write the user committed
+before this request, so the router reads the chosen replica only if it has replayed
+past it, and otherwise the primary, as for any client token the replica has not yet
+reached. The primary then answers one short statement per such read, rather than the
+read itself whenever the replica keeps up.
 """
 
 from __future__ import annotations
@@ -25,9 +33,8 @@ from django.conf import settings
 from redis import Redis, RedisError
 
 from apps.core.breaker import CircuitBreaker, CircuitOpen
-from apps.core.db.errors import ReadCapacityExhausted
 from apps.core.db.health import fallback_budget, monitor
-from apps.core.db.lsn import settle_read_after
+from apps.core.db.lsn import primary_insert_lsn, settle_read_after
 from apps.core.db.state import RoutingState, current_state
 from apps.core.db.topology import live_replicas
 from apps.core.forks import ProcessLocal
@@ -154,8 +161,7 @@ def follow_user(user_id: int) -> bool:
     Call it once the scope's user is known (authentication). Return True when the
     reads already made in the scope came from a replica that may lack the user's
     writes: the caller reads again what it loaded (the user row), now routed anew.
-    Raise ReadCapacityExhausted when the position is unknown (the store is down) and
-    the primary's fallback budget is spent.
+    When the position is unknown (the store is down), see the module's docstring.
     """
     state = current_state()
     if state is None or not live_replicas():
@@ -166,10 +172,16 @@ def follow_user(user_id: int) -> bool:
     try:
         position = positions().position(user_id)
     except StickingUnavailable as exc:
-        logger.warning("Sticking store unavailable, user %s reads the primary: %s", user_id, exc)
-        return _pin_primary(state)
+        logger.warning("Sticking store unavailable, user %s: %s", user_id, exc)
+        if fallback_budget.take():
+            return _pin_primary(state)
+        position = primary_insert_lsn()
     if position is None:
         return False
+    return _read_after(state, position)
+
+
+def _read_after(state: RoutingState, position: int) -> bool:
     state.read_after = position if state.read_after is None else max(state.read_after, position)
     if state.replica is not None and not monitor.usable(state.replica, state.read_after):
         state.replica = None
@@ -181,8 +193,6 @@ def _pin_primary(state: RoutingState) -> bool:
     read_a_replica = state.replica is not None
     state.replica = None
     state.pinned_primary = True
-    if not fallback_budget.take():
-        raise ReadCapacityExhausted()
     return read_a_replica
 
 

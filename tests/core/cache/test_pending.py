@@ -23,7 +23,7 @@ from apps.users.models import User
 from apps.users.services import token_create
 from deploy.local.processes import wait_until
 from tests.factories import PASSWORD, UserFactory
-from tests.gunicorn import Gunicorn, serving
+from tests.gunicorn import Gunicorn, display_names, serving
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,15 +42,6 @@ def _serve(tmp_path, redis_url: str) -> Iterator[Gunicorn]:
     }
     with serving(tmp_path, env) as server:
         yield server
-
-
-def _names(server: Gunicorn, user_id: int, count: int = 20) -> list[str]:
-    names = []
-    for _ in range(count):
-        status, _, body = server.request("GET", f"/api/v1/users/{user_id}")
-        assert status == 200, body
-        names.append(json.loads(body)["display_name"])
-    return names
 
 
 def _rename(server: Gunicorn, user: User, name: str) -> None:
@@ -86,7 +77,7 @@ def _wait_for_the_stale_entry_to_go(redis: Redis, key: str, stale: bytes) -> boo
 
 
 def _cached(server: Gunicorn, redis: Redis, user: User) -> tuple[str, bytes]:
-    assert _names(server, user.pk) == ["Before"] * 20
+    assert display_names(server, user.pk) == ["Before"] * 20
     key = f"hs:c:user:{user.pk}"
     stale = redis.get(key)
     assert stale is not None
@@ -116,7 +107,7 @@ def test_a_profile_renamed_while_redis_is_paused_is_new_on_every_worker_after_it
         # A worker that saw no error itself may hold the old name in its L1 until the
         # replay's broadcast or, at the latest, the L1 lifetime ends.
         wait_until(
-            lambda: _names(server, user.pk) == ["After"] * 20,
+            lambda: display_names(server, user.pk) == ["After"] * 20,
             settings.CACHE_L1_TTL_SECONDS + 5,
             "every worker serving the new name",
         )
@@ -139,5 +130,5 @@ def test_a_profile_renamed_while_redis_is_down_is_new_after_it_restarts_with_its
         private_servers.restart_redis("redis")  # back with the stale entry loaded
 
         replayed = _wait_for_the_stale_entry_to_go(redis, key, stale)
-        assert _names(server, user.pk) == ["After"] * 20
+        assert display_names(server, user.pk) == ["After"] * 20
         assert replayed

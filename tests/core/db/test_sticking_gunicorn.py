@@ -6,12 +6,9 @@ position is shared through a Redis of the test's own, which it may also freeze.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +23,7 @@ from apps.core.db.lsn import parse_lsn
 from apps.orders.models import Product
 from apps.users.models import User
 from apps.users.services import token_create
-from deploy.local.processes import free_port, stop_group, wait_until
+from deploy.local.processes import wait_until
 from deploy.local.servers import Servers
 from tests.core.db.live import (
     caught_up_replica,
@@ -36,7 +33,7 @@ from tests.core.db.live import (
     wait_for,
 )
 from tests.factories import PASSWORD, ProductFactory, UserFactory
-from tests.gunicorn import database_url_of_the_test_db
+from tests.gunicorn import Gunicorn, serving
 
 ROOT = Path(__file__).resolve().parents[3]
 ALIAS = "replica_1"
@@ -52,27 +49,19 @@ class Answer:
 
 @dataclass
 class Server:
-    port: int
-    popen: subprocess.Popen[bytes]
-    log: Path
+    """The 4-worker gunicorn, answering parsed JSON, with no cookies kept."""
+
+    gunicorn: Gunicorn
 
     def call(self, method: str, path: str, token: str | None = None, body: Any = None) -> Answer:
         """One request on a fresh connection (so the workers share them out), no cookies."""
-        headers = {"Connection": "close", "Content-Type": "application/json"}
+        headers = {"Connection": "close"}
         if token:
             headers["Authorization"] = f"Token {token}"
         if method == "POST":
             headers["Idempotency-Key"] = uuid.uuid4().hex
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            payload = json.dumps(body) if body is not None else None
-            conn.request(method, path, body=payload, headers=headers)
-            response = conn.getresponse()
-            raw = response.read()
-            parsed = json.loads(raw) if raw else None
-            return Answer(response.status, dict(response.getheaders()), parsed)
-        finally:
-            conn.close()
+        status, fields, raw = self.gunicorn.request(method, path, headers, body)
+        return Answer(status, fields, json.loads(raw) if raw else None)
 
     def statuses(self, path: str, token: str | None = None, times: int = 12) -> list[int]:
         return [self.call("GET", path, token).status for _ in range(times)]
@@ -103,12 +92,17 @@ def redis() -> Iterator[Redis]:
 
 
 @pytest.fixture
-def server(replica: str, redis: Redis, tmp_path: Path) -> Iterator[Server]:
+def extra_env() -> dict[str, str]:
+    """Settings a test gives its server on top of the fixture's (parametrize to change)."""
+    return {}
+
+
+@pytest.fixture
+def server(
+    replica: str, redis: Redis, tmp_path: Path, extra_env: dict[str, str]
+) -> Iterator[Server]:
     """The project on deploy/gunicorn.conf.py, 4 workers, the test database and replica."""
-    port = free_port()
     env = {
-        **os.environ,
-        "DATABASE_URL": database_url_of_the_test_db(),
         "DATABASE_REPLICA_URLS": replica_test_db_url(replica),
         "DATABASE_REPLICA_MAX_LAG_SECONDS": "3600",
         "DATABASE_REPLICA_CHECK_INTERVAL_MS": "100",
@@ -119,37 +113,12 @@ def server(replica: str, redis: Redis, tmp_path: Path) -> Iterator[Server]:
         "RATELIMIT_KEY_PREFIX": settings.RATELIMIT_KEY_PREFIX,
         "RATELIMIT_OVERRIDES": "api=1000000/60",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-        "ACCESS_LOG_LEVEL": "WARNING",
         "GUNICORN_LOG_LEVEL": "warning",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "",
+        **extra_env,
     }
-    env.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    log = tmp_path / "gunicorn.log"
-    command = [
-        sys.executable, "-m", "gunicorn",
-        "--config", str(ROOT / "deploy" / "gunicorn.conf.py"),
-        "--workers", "4",
-        "--bind", f"127.0.0.1:{port}",
-        "config.wsgi:application",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        popen = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    running = Server(port, popen, log)
-
-    def ready() -> bool:
-        assert popen.poll() is None, log.read_text()
-        try:
-            return running.call("GET", "/healthz").status == 200
-        except OSError:
-            return False
-
-    try:
-        wait_until(ready, 60, "gunicorn")
-        yield running
-    finally:
-        stop_group(popen, 15)
+    with serving(tmp_path, env, config=ROOT / "deploy" / "gunicorn.conf.py") as gunicorn:
+        yield Server(gunicorn)
 
 
 def _signed_in(server: Server, name: str) -> str:
@@ -219,6 +188,25 @@ def test_with_redis_unreachable_a_users_reads_go_to_the_primary_without_a_5xx(
     assert during == [200] * 12
     # An anonymous client has no position to lose: it reads the replica.
     assert anonymous == [404] * 4
+
+
+@pytest.mark.parametrize("extra_env", [{"DATABASE_REPLICA_FALLBACK_RPS": "1"}])
+def test_past_the_fallback_budget_an_unknown_position_is_neither_stale_nor_refused(
+    server, replica, redis
+):
+    # One fallback read a second per worker: most of the reads below find it spent.
+    alice = _signed_in(server, "alice")
+    replicated(ALIAS, "replication of the user")
+    with replay_paused(replica):
+        unseen = cast(Product, ProductFactory())
+        os.kill(redis.pid, signal.SIGSTOP)
+        try:
+            during = server.statuses(f"/api/v1/products/{unseen.pk}", alice, times=24)
+        finally:
+            os.kill(redis.pid, signal.SIGCONT)
+    # Each read took the primary's position as its own, which the paused replica has
+    # not reached: the primary answered, never the stale replica, never a 503.
+    assert during == [200] * 24
 
 
 def test_a_token_made_while_the_replica_lags_is_accepted_at_once(server, replica):
