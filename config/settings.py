@@ -316,8 +316,14 @@ if DATABASE_SHARD_URLS:
     if not DATABASE_URL:
         raise ImproperlyConfigured("DATABASE_SHARD_URLS needs DATABASE_URL (the coordinator).")
     for _alias in DATABASES:
-        DATABASES[_alias]["OPTIONS"]["options"] = (
-            f"-c statement_timeout={DATABASE_SHARD_STATEMENT_TIMEOUT_MS}"
+        _options = DATABASES[_alias].setdefault("OPTIONS", {})
+        _options["options"] = " ".join(
+            part
+            for part in (
+                _options.get("options", ""),
+                f"-c statement_timeout={DATABASE_SHARD_STATEMENT_TIMEOUT_MS}",
+            )
+            if part
         )
 # A replica further behind than this is skipped until it catches up.
 DATABASE_REPLICA_MAX_LAG_SECONDS = env_int("DATABASE_REPLICA_MAX_LAG_SECONDS", 5)

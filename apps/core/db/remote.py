@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import OperationalError
 
-# SQLSTATE classes and codes of a server that cannot be reached or did not answer in
-# time: connection exceptions (08…), a statement cancelled by statement_timeout, and a
-# server shutting down, crashed or still starting (the shard's own report, relayed).
-_UNREACHABLE_PREFIXES = ("08",)
-_UNREACHABLE_CODES = frozenset({"57014", "57P01", "57P02", "57P03"})
+# SQLSTATEs of a server that cannot be reached or did not answer in time: connection
+# exceptions (08…), and a server shutting down, crashed or still starting, as relayed.
+_UNREACHABLE_PREFIXES = ("08", "57P0")
+# A statement cancelled by statement_timeout: with shards, the bound on a stalled one.
+_STATEMENT_TIMEOUT = "57014"
+# How postgres_fdw marks what it relays from a shard.
+_REMOTE_CONTEXT = "remote SQL command"
+_REMOTE_CONNECT = "could not connect to server"
 
 
 def is_remote_server_failure(exc: BaseException) -> bool:
-    """Return whether ``exc`` is the database reporting a server it could not reach.
+    """Return whether ``exc`` is the coordinator reporting a shard it could not reach.
 
-    PostgreSQL raises these with a SQLSTATE (a shard behind postgres_fdw that is down,
-    or that did not answer within statement_timeout). A database the app itself
-    cannot reach fails in the client library, without a SQLSTATE, and is not one.
+    Only with DATABASE_SHARD_URLS. PostgreSQL relays a shard's failure with a SQLSTATE
+    and marks it as postgres_fdw's (the remote command, or the server it could not
+    connect to); a statement past statement_timeout counts too, as that is the bound on
+    a shard that stopped answering. The app's own database failing (its connection
+    lost, a replica shutting down) is none of these and is left to its own handling.
     """
-    if not isinstance(exc, OperationalError):
+    if not settings.DATABASE_SHARD_URLS or not isinstance(exc, OperationalError):
         return False
-    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None)
     if not isinstance(sqlstate, str):
         return False
-    return sqlstate.startswith(_UNREACHABLE_PREFIXES) or sqlstate in _UNREACHABLE_CODES
+    if sqlstate == _STATEMENT_TIMEOUT:
+        return True
+    diag = getattr(cause, "diag", None)
+    context = str(getattr(diag, "context", "") or "")
+    message = str(getattr(diag, "message_primary", "") or "")
+    relayed = _REMOTE_CONTEXT in context or message.startswith(_REMOTE_CONNECT)
+    return relayed and sqlstate.startswith(_UNREACHABLE_PREFIXES)
