@@ -37,11 +37,14 @@ task_postrun.connect(leave_task_context, dispatch_uid="core.correlation.leave")
 
 
 def _release_unusable_db_connections(task: Any = None, **_: Any) -> None:
-    """Around a task, close only connections that broke or outlived CONN_MAX_AGE.
+    """Before a task, close only connections that broke or outlived CONN_MAX_AGE.
 
     What Django does around each request; it replaces Celery's default of closing every
     connection around every task (a new PostgreSQL backend per task), turned off with
-    CELERY_DB_REUSE_MAX. Eager tasks run inside their caller's transaction: left alone.
+    CELERY_DB_REUSE_MAX. Before the task only: after it, the task's own end (its routing
+    scope storing a write position) still queries, and a release there would make that
+    query pay a second health check; a connection the task broke is closed before the
+    next one runs. Eager tasks run inside their caller's transaction: left alone.
     """
     if task is not None and getattr(task.request, "is_eager", False):
         return
@@ -68,7 +71,6 @@ def _close_db_connections_of_passing_threads(task: Any = None, **_: Any) -> None
 
 
 task_prerun.connect(_release_unusable_db_connections, dispatch_uid="core.db.prerun")
-task_postrun.connect(_release_unusable_db_connections, dispatch_uid="core.db.postrun")
 task_postrun.connect(_close_db_connections_of_passing_threads, dispatch_uid="core.db.threads")
 
 

@@ -285,6 +285,15 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # One line per request (AccessLogMiddleware); WARNING silences it.
         "highscale.access": {"level": env_str("ACCESS_LOG_LEVEL", "INFO")},
+        # Celery's two lines per task ("received", "succeeded in"): each consumer logs
+        # its own outcome and the metrics count every task by state, so they repeat
+        # what is known, at a cost per task in the worker and in whatever collects the
+        # logs. Failures (ERROR) and the consumers' retry warnings are kept; INFO
+        # brings the per-task lines back.
+        **{
+            name: {"level": env_str("CELERY_TASK_LOG_LEVEL", "WARNING")}
+            for name in ("celery.app.trace", "celery.worker.strategy")
+        },
     },
 }
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import time
 
 from loadtests.bench import cpu
-from loadtests.bench.events import cpu_lines
+from loadtests.bench.events import Latencies, chain_cpu_line, cpu_lines
 
 HZ = cpu.CLOCK_TICKS_PER_SECOND
 
@@ -84,3 +86,44 @@ def test_the_events_section_compares_cpu_per_order_with_what_the_goal_leaves():
         "  PostgreSQL + RabbitMQ alone take 2.00 ms per order: with a web tier costing nothing, "
         "1000 orders/s = ratio 0.12",
     ]
+
+
+def test_a_whole_order_costs_its_web_worker_and_servers_cpu_set_against_the_peers_web():
+    latency = Latencies([0.1] * 4, {"web": 0.024, "Celery worker": 0.016, "PostgreSQL": 0.008})
+
+    line = chain_cpu_line(latency.cpu_ms_per_order(), {"web": 4.0}, orders=4)
+
+    assert line == (
+        "  CPU per order placed and consumed (4 orders, worker running): 12.00 ms "
+        "(web 6.00, Celery worker 4.00, PostgreSQL 2.00; ms), textbook peer's web alone "
+        "4.00 ms, ratio 3.00 to the peer (lower is cheaper)"
+    )
+
+
+def test_descendants_reach_a_wrapped_servers_workers_and_nothing_beside_them():
+    snap = cpu.Snapshot(
+        {
+            p.pid: p
+            for p in (
+                cpu.Process(10, "runuser", 1, 0),
+                cpu.Process(11, "postgres", 10, 0),  # the server under its wrapper
+                cpu.Process(12, "postgres", 11, 0),  # a backend
+                cpu.Process(20, "postgres", 1, 0),  # another tenant's server
+            )
+        },
+        0,
+    )
+
+    group = cpu.descendants(snap, 10)
+
+    assert [pid for pid, p in snap.processes.items() if group(p)] == [10, 11, 12]
+
+
+def test_the_process_listening_on_a_port_is_found_by_its_socket():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        assert cpu.listening_pid(port) == os.getpid()
+    assert cpu.listening_pid(port) is None

@@ -22,6 +22,7 @@ PACKAGES = {
     "redis-server": "redis-server",
     "redis-sentinel": "redis-sentinel",
     "rabbitmq-server": "rabbitmq-server",
+    "epmd": "erlang-base",
     "nginx": "nginx-light",
     "promtool": "prometheus",
     "patroni": "patroni",

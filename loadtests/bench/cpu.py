@@ -9,6 +9,7 @@ group claims (the load generator, kernel work, anything else) is reported as "ot
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -103,3 +104,48 @@ def named(*names: str) -> Group:
     """Return a group of the processes with any of these names."""
     wanted = frozenset(names)
     return lambda process: process.name in wanted
+
+
+def descendants(snap: Snapshot, root: int) -> Group:
+    """Return a group of ``root`` and every process below it in ``snap``, at any depth.
+
+    For a server started through a wrapper (PostgreSQL run as its own user): its
+    workers are the wrapper's grandchildren. A process that ended before ``snap`` was
+    taken is not in it, and its time lands in "other".
+    """
+    children: dict[int, list[int]] = {}
+    for process in snap.processes.values():
+        children.setdefault(process.parent, []).append(process.pid)
+    found, todo = {root}, [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return lambda process: process.pid in found
+
+
+def listening_pid(port: int) -> int | None:
+    """Return the pid of the process listening on TCP ``port`` on this machine, if any.
+
+    From the socket's inode in ``/proc/net/tcp`` (and ``tcp6``) and the process whose
+    file descriptors hold it: how a server shared with other users (a RabbitMQ node
+    already running) is told apart from their servers of the same name.
+    """
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                # local address "ADDR:PORT" in hex; state 0A is LISTEN.
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return int(fd_dir.parent.name)
+    return None

@@ -15,7 +15,10 @@ queues under a prefix of its own, all removed at the end:
 2. Latency: a real Celery worker consumes while orders arrive at a steady rate; for each
    order the database holds ``created_at`` (set in the placing transaction) and
    ``updated_at`` (set by ``reserve_inventory`` in the transaction that confirms it).
-   Printed as p50/p99 and p99 over the goal of 1 s.
+   Printed as p50/p99 and p99 over the goal of 1 s. The CPU each part of the machine
+   spent meanwhile, per order, is the whole order's cost (placed by the web tier,
+   published, reserved, confirmed, emailed by the worker), set against the peer's web
+   CPU per order: the one figure a textbook order path has to beat.
 
     .venv/bin/python -m loadtests.bench --section events
 """
@@ -127,8 +130,30 @@ def section(options: BenchOptions | None = None) -> int:
         placements = _throughput(contenders, duration, rounds)
         _purge_queues(env)
         worker = _start_worker(stack, env, workdir)
-        latencies = _latencies(web, env, product_id, token, worker)
+        database_pid = next(p.popen.pid for p in servers.processes if p.name == "events-pg")
+        latencies = _latencies(web, env, product_id, token, worker, database_pid)
     return _print(placements, latencies, (duration, rounds))
+
+
+def chain_groups(
+    web_pid: int, worker_pid: int, database: cpu.Group, broker: cpu.Group
+) -> dict[str, cpu.Group]:
+    """Return the processes an order passes through once a worker consumes its events."""
+    return {
+        "web": cpu.process_tree(web_pid),
+        "Celery worker": cpu.process_tree(worker_pid),
+        "PostgreSQL": database,
+        "RabbitMQ": broker,
+    }
+
+
+def _broker_group(snap: cpu.Snapshot, broker_url: str) -> cpu.Group:
+    """Return the RabbitMQ node behind ``broker_url`` (by its listening socket), or, when
+    it cannot be found, every RabbitMQ process on the machine."""
+    from urllib.parse import urlsplit
+
+    pid = cpu.listening_pid(urlsplit(broker_url).port or 5672)
+    return cpu.descendants(snap, pid) if pid else cpu.named(*RABBITMQ_PROCESSES)
 
 
 def _environment(database_url: str, broker_url: str) -> dict[str, str]:
@@ -289,14 +314,31 @@ def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
         worker.wait(5)
 
 
+@dataclass(frozen=True)
+class Latencies:
+    """Commit-to-confirmed seconds per order, and the CPU seconds spent meanwhile."""
+
+    seconds: list[float]
+    cpu_seconds: dict[str, float]
+
+    def cpu_ms_per_order(self) -> dict[str, float]:
+        return {name: s * 1000 / len(self.seconds) for name, s in self.cpu_seconds.items()}
+
+
 def _latencies(
     web: GunicornServer,
     env: dict[str, str],
     product_id: str,
     token: str,
     worker: subprocess.Popen[bytes],
-) -> list[float]:
-    """Place orders at RATE_PER_SECOND; return each one's seconds from commit to confirmed."""
+    database_pid: int,
+) -> Latencies:
+    """Place orders at RATE_PER_SECOND; return each one's seconds from commit to confirmed.
+
+    The CPU comes from /proc snapshots before the first order and once the worker has
+    gone quiet after the last one was confirmed (its email still to send by then).
+    """
+    before = cpu.snapshot()
     count = RATE_PER_SECOND * LATENCY_SECONDS
     body = json.dumps({"items": [{"product_id": int(product_id), "quantity": 1}]})
     _progress(f"latency     {count} orders at {RATE_PER_SECOND}/s with a celery worker")
@@ -331,7 +373,29 @@ def _latencies(
             time.sleep(max(0.0, started + number / RATE_PER_SECOND - time.monotonic()))
             futures.append(pool.submit(place, number))
         order_ids = [future.result() for future in futures]
-    return _settled_latencies(env["DATABASE_URL"], order_ids, worker)
+    seconds = _settled_latencies(env["DATABASE_URL"], order_ids, worker)
+    _wait_quiet(cpu.process_tree(worker.pid))
+    after = cpu.snapshot()
+    groups = chain_groups(
+        web.popen.pid,
+        worker.pid,
+        cpu.descendants(after, database_pid),
+        _broker_group(after, env["CELERY_BROKER_URL"]),
+    )
+    spent = cpu.spent(before, after, groups)
+    # The machine's other work (the client above, other tenants) is not the order's.
+    spent.pop(cpu.OTHER, None)
+    return Latencies(seconds, spent)
+
+
+def _wait_quiet(group: cpu.Group, timeout: float = 30.0) -> None:
+    """Wait until the group spends under 3 % of a core for half a second (or the timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = cpu.snapshot()
+        time.sleep(0.5)
+        if cpu.spent(before, cpu.snapshot(), {"group": group})["group"] < 0.015:
+            return
 
 
 def _settled_latencies(
@@ -390,10 +454,11 @@ def _each_queue(env: dict[str, str], method: str) -> None:
 
 
 def _print(
-    placements: Mapping[str, OrderPlacement], latencies: list[float], run: tuple[int, int]
+    placements: Mapping[str, OrderPlacement], latency: Latencies, run: tuple[int, int]
 ) -> int:
     floor_rps = placements["floor"].requests_per_second
     ours, peer = placements["ours"], placements["peer"]
+    latencies = latency.seconds
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     p50, p99 = statistics.median(latencies), cuts[98]
     duration, rounds = run
@@ -413,6 +478,7 @@ def _print(
           f"p50 {p50 * 1000:.0f} ms  p99 {p99 * 1000:.0f} ms  "
           f"p99/goal {p99 / P99_GOAL_SECONDS:.2f} (goal p99 <= {P99_GOAL_SECONDS:.0f} s: "
           f"{latency_goal})")  # fmt: skip
+    print(chain_cpu_line(latency.cpu_ms_per_order(), peer.cpu_ms_per_order(), len(latencies)))
     return 0
 
 
@@ -444,11 +510,31 @@ def placement_lines(ours: OrderPlacement, peer: OrderPlacement, floor_rps: float
 
 def web_cpu_line(ours_ms: Mapping[str, float], peer_ms: Mapping[str, float]) -> str:
     """Return the web tier's CPU per order, ours against its goal, next to the peer's."""
-    web = ours_ms.get("web", 0.0)
+    web, peer = ours_ms.get("web", 0.0), peer_ms.get("web", 0.0)
     return (
         f"  web CPU per order: ours {web:.2f} ms (goal <= {WEB_CPU_GOAL_MS:.0f} ms: "
-        f"{_verdict(web <= WEB_CPU_GOAL_MS)}), textbook peer {peer_ms.get('web', 0.0):.2f} ms"
+        f"{_verdict(web <= WEB_CPU_GOAL_MS)}), textbook peer {peer:.2f} ms"
+        f"{_ratio_to(web, peer)}"
     )
+
+
+def chain_cpu_line(ours_ms: Mapping[str, float], peer_ms: Mapping[str, float], orders: int) -> str:
+    """Return the CPU of a whole order (placed and consumed), by part, against the peer's web.
+
+    The peer places orders and nothing consumes them, so its web CPU is what a textbook
+    order costs at the least; the ratio says how many of those one of ours costs.
+    """
+    total = sum(ours_ms.values())
+    parts = ", ".join(f"{name} {ms:.2f}" for name, ms in ours_ms.items())
+    return (
+        f"  CPU per order placed and consumed ({orders} orders, worker running): "
+        f"{total:.2f} ms ({parts}; ms), textbook peer's web alone "
+        f"{peer_ms.get('web', 0.0):.2f} ms{_ratio_to(total, peer_ms.get('web', 0.0))}"
+    )
+
+
+def _ratio_to(ours: float, peer: float) -> str:
+    return f", ratio {ours / peer:.2f} to the peer (lower is cheaper)" if peer > 0 else ""
 
 
 def cpu_lines(per_order_ms: Mapping[str, float], floor_rps: float, cores: int) -> list[str]:

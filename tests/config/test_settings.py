@@ -148,3 +148,26 @@ def test_parse_ratelimit_overrides_ignores_blanks_around_pairs():
 def test_parse_ratelimit_overrides_refuses_bad_pairs_by_name(raw, message):
     with pytest.raises(ImproperlyConfigured, match=f"^{re.escape(message)}"):
         parse_ratelimit_overrides(raw)
+
+
+_TASK_LOGGERS = (
+    "import logging; "
+    "print([logging.getLogger(n).isEnabledFor(logging.INFO) "
+    "for n in ('celery.app.trace', 'celery.worker.strategy', 'apps.orders.events')])"
+)
+
+
+def test_celery_logs_no_line_per_task_unless_asked_while_the_consumers_still_log(tmp_path):
+    quiet = manage(
+        embedded_environment(tmp_path / "a.sqlite3"), "shell", "--no-imports", "-c", _TASK_LOGGERS
+    )
+    asked = manage(
+        embedded_environment(tmp_path / "b.sqlite3", CELERY_TASK_LOG_LEVEL="INFO"),
+        "shell",
+        "--no-imports",
+        "-c",
+        _TASK_LOGGERS,
+    )
+
+    assert (quiet.returncode, quiet.stdout) == (0, "[False, False, True]\n")
+    assert (asked.returncode, asked.stdout) == (0, "[True, True, True]\n")

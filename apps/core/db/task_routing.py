@@ -52,7 +52,9 @@ def close_task_scope(task: Any = None, **kwargs: Any) -> None:
         setattr(task.request, _SCOPE_ATTRIBUTE, None)
         state = current_state()
         try:
-            if state is not None:
+            # Only a task acting for a user leaves a position behind; for any other the
+            # primary's WAL position would be read for nobody (a query per task).
+            if state is not None and state.user_id is not None:
                 remember_writes(state)
         finally:
             exit_scope(scope)

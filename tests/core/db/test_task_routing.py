@@ -6,6 +6,7 @@ import os
 import queue
 from collections.abc import Iterator
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,7 +21,8 @@ from apps.core.db.health import monitor
 from apps.core.db.lsn import parse_lsn
 from apps.core.db.middleware import READ_AFTER_HEADER
 from apps.core.db.state import current_state, routing_scope
-from apps.core.db.task_routing import READ_AFTER_TASK_HEADER
+from apps.core.db.sticking import act_for_user, positions
+from apps.core.db.task_routing import READ_AFTER_TASK_HEADER, close_task_scope, open_task_scope
 from apps.orders.models import Product
 from config.celery import app
 from tests.core.db.live import (
@@ -129,3 +131,40 @@ def test_an_eager_task_inherits_the_token_of_the_scope_that_ran_it(replica):
             "replica_queries": 0,
         }
         assert state.read_after is not None
+
+
+def _task() -> Any:
+    """A stand-in for a task as Celery hands it to its signal receivers: a request."""
+    return SimpleNamespace(request=SimpleNamespace())
+
+
+def test_a_task_that_wrote_for_no_user_ends_without_reading_the_wal_position(replica):
+    task = _task()
+    open_task_scope(task=task)
+    Product.objects.create(sku="NOUSER-1", name="No user", price=Decimal(1), stock=1)
+    state = current_state()
+    assert state is not None
+    assert state.wrote
+
+    with statements("default") as counted:
+        close_task_scope(task=task)
+
+    assert counted["default"] == 0
+    assert current_state() is None
+
+
+def test_a_task_that_wrote_for_a_user_leaves_the_position_under_that_user(replica):
+    user_id = 900_000 + os.getpid() % 1000
+    task = _task()
+    open_task_scope(task=task)
+    Product.objects.create(sku="USER-1", name="For a user", price=Decimal(1), stock=1)
+    act_for_user(user_id)
+    before = primary_lsn()
+
+    with statements("default") as counted:
+        close_task_scope(task=task)
+
+    assert counted["default"] == 1
+    stored = positions().position(user_id)
+    assert stored is not None
+    assert stored >= before
