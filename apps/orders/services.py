@@ -113,8 +113,8 @@ def order_cancel(*, order_id: int, reason: str = "") -> Order:
         outbox_write(
             event_type=ORDER_CANCELLED, payload={"order_id": order_id}, shard_key=order.owner_id
         )
-    order.refresh_from_db()
-    return order
+    # Read back by the pruned queryset: refresh_from_db() by id alone asks every shard.
+    return orders.get()
 
 
 def product_stock_adjust(*, product_id: int, by: int) -> int:
