@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
 from deploy.local import postgres, rabbitmq, redis
 from deploy.local.processes import (
     Process,
@@ -64,6 +66,24 @@ class Servers:
         server = self._postgres_server(name)
         postgres.base_backup(postgres.port_of(primary_url), server.data, standby=True)
         return self._run(server)
+
+    def start_sharded_postgres(self, shards: int = 2) -> tuple[str, list[str]]:
+        """Start a coordinator and ``shards`` shard servers, each with its database.
+
+        Return the coordinator's URL (``DATABASE_URL``) and the shards' URLs
+        (``DATABASE_SHARD_URLS``); the servers are named ``coordinator``, ``shard1``, ….
+        """
+        names = ["coordinator", *(f"shard{number}" for number in range(1, shards + 1))]
+        urls = [self.start_postgres_database(name) for name in names]
+        return urls[0], urls[1:]
+
+    def start_postgres_database(self, name: str) -> str:
+        """Start a PostgreSQL server with an empty ``highscale`` database; return its URL."""
+        server_url = self.start_postgres(name)
+        maintenance = server_url.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(maintenance, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{postgres.DATABASE}"')
+        return server_url
 
     def restart_postgres(self, name: str) -> None:
         """Start the stopped PostgreSQL server ``name`` again, on its old port and data."""
