@@ -310,6 +310,30 @@ if DATABASE_REPLICA_URLS:
     )
     DATABASES.update(_replicas)
 DATABASE_ROUTERS = ["apps.core.db.router.ReplicaRouter"]
+
+# --- Shards -------------------------------------------------------------------------------
+
+# Orders partitioned by owner over these servers, DATABASE_URL being the coordinator that
+# holds the partitioned parents (postgres_fdw); docs/sharding.md. Absent → no sharding.
+DATABASE_SHARD_URLS = env_list("DATABASE_SHARD_URLS")
+# Logical partitions (HASH MODULUS), placed round-robin on the shards; fixed at first migrate.
+DATABASE_SHARD_PARTITIONS = env_int("DATABASE_SHARD_PARTITIONS", 16, minimum=1)
+# A shard that does not answer fails the statement after this long instead of hanging it.
+DATABASE_SHARD_CONNECT_TIMEOUT_SECONDS = env_int("DATABASE_SHARD_CONNECT_TIMEOUT_SECONDS", 2)
+DATABASE_SHARD_STATEMENT_TIMEOUT_MS = env_int("DATABASE_SHARD_STATEMENT_TIMEOUT_MS", 5000)
+if DATABASE_SHARD_URLS:
+    if not DATABASE_URL:
+        raise ImproperlyConfigured("DATABASE_SHARD_URLS needs DATABASE_URL (the coordinator).")
+    for _alias in DATABASES:
+        _options = DATABASES[_alias].setdefault("OPTIONS", {})
+        _options["options"] = " ".join(
+            part
+            for part in (
+                _options.get("options", ""),
+                f"-c statement_timeout={DATABASE_SHARD_STATEMENT_TIMEOUT_MS}",
+            )
+            if part
+        )
 # A replica further behind than this is skipped until it catches up.
 DATABASE_REPLICA_MAX_LAG_SECONDS = env_int("DATABASE_REPLICA_MAX_LAG_SECONDS", 5)
 # How often each process probes its replicas' replay position and lag.

@@ -22,8 +22,11 @@ BASE_DIR = Path(__file__).resolve().parents[1]
 class Gunicorn:
     """A running gunicorn, and plain HTTP requests to it (one connection each)."""
 
-    def __init__(self, port: int, popen: subprocess.Popen[bytes], log: Path) -> None:
+    def __init__(
+        self, port: int, popen: subprocess.Popen[bytes], log: Path, env: dict[str, str]
+    ) -> None:
         self.port, self.popen, self.log = port, popen, log
+        self.env = env  # what the test added to the environment
 
     def request(
         self,
@@ -107,7 +110,7 @@ def serving(
             command, cwd=BASE_DIR, env=environment, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-    server = Gunicorn(port, popen, log)
+    server = Gunicorn(port, popen, log, env)
 
     def ready() -> bool:
         assert popen.poll() is None, log.read_text()

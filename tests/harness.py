@@ -26,6 +26,10 @@ TEST_ENVIRONMENT = {
     # The suite logs in and calls the API far more often than the real policies allow;
     # tests/ratelimit sets the real ones explicitly.
     "RATELIMIT_OVERRIDES": "api=1000000/60,login=1000000/60",
+    # The limiter's production timeout (50 ms) is shorter than a loaded 2-core box's
+    # pauses; a timeout would fail the login policy closed (503) in tests that are not
+    # about it. tests/ratelimit sets the real bound where it matters.
+    "RATELIMIT_REDIS_TIMEOUT_MS": "1000",
     # Queues of this run only, so parallel runs sharing a RabbitMQ never take each
     # other's messages (tests/events_worker.py deletes them at the end).
     "EVENTS_QUEUE_PREFIX": f"test{os.getpid()}",

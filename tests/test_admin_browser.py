@@ -111,7 +111,10 @@ def _order(owner: User, status: str, *lines: tuple[Product, int]) -> Order:
         idempotency_key=str(uuid.uuid4()),
     )
     OrderLine.objects.bulk_create(
-        [OrderLine(order=order, product=p, quantity=q, unit_price=p.price) for p, q in lines]
+        [
+            OrderLine(order=order, owner=order.owner, product=p, quantity=q, unit_price=p.price)
+            for p, q in lines
+        ]
     )
     return order
 

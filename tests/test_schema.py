@@ -126,7 +126,8 @@ def auth_headers(db: None, settings: Any) -> dict[str, str]:
         id=1, owner=user, total=Decimal("59.94"), idempotency_key="schema-fixture"
     )
     OrderLine.objects.bulk_create(
-        OrderLine(order=order, product=p, quantity=2, unit_price=p.price) for p in products
+        OrderLine(order=order, owner=order.owner, product=p, quantity=2, unit_price=p.price)
+        for p in products
     )
     for model in (User, Product, Order):
         reserve_ids_up_to(model, 3)

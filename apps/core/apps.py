@@ -9,6 +9,7 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         from django.db.backends.signals import connection_created
 
+        from apps.core.cache import checks  # noqa: F401 -- registers the system check
         from apps.core.db.task_routing import connect_task_signals
         from apps.core.db.writes import install_raw_write_detector
 

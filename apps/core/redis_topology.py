@@ -5,6 +5,9 @@ The environment names one topology (see the README's environment table):
 - ``REDIS_URL``: one server (``SingleRedis``);
 - ``REDIS_SENTINELS`` + ``REDIS_SENTINEL_MASTER``: a master and its replicas watched by
   Redis Sentinel (``SentinelRedis``), which replaces ``REDIS_URL``;
+- ``REDIS_CLUSTER_NODES``: a Redis Cluster (``ClusterRedis``), which replaces
+  ``REDIS_URL``; the Django cache runs on django-valkey there (django-redis has no
+  cluster client), everything else on redis-py's ``RedisCluster``;
 - nothing: no Redis; every user falls back to its in-process form.
 
 ``config/settings.py`` reads it once (``redis_topology_from_env``) into ``settings.REDIS``
@@ -15,10 +18,11 @@ positions, the pending invalidations), and a connection of its own next to a poo
 client with ``dedicated_client`` (the invalidation listener). Each of these follows a
 Sentinel failover: a new connection asks the sentinels where the master is.
 
-Extension point: a new topology (Redis Cluster, ``REDIS_CLUSTER_NODES``) is one more
-frozen dataclass with ``client``, ``cache_entry`` and ``environment``, a member of the
-``RedisTopology`` union, a branch in ``redis_topology_from_env``, and, if its pooled
-clients are not plain pools, a branch in ``dedicated_client``.
+Extension point: a new topology is one more frozen dataclass with ``client``,
+``cache_entry`` and ``environment``, a member of the ``RedisTopology`` union, a branch
+in ``redis_topology_from_env``, and, if its pooled clients are not plain pools, a branch
+in ``dedicated_client`` (the cluster's listener makes its own clients instead: see
+``apps.core.cache.listener``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from redis import ConnectionPool, Redis
+from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel, SentinelConnectionPool
+
+from apps.core.redis_cluster import CLUSTER_BACKEND, NODES_OPTION, cluster_node
 
 # django-redis's cache backend, whatever the topology.
 CACHE_BACKEND = "django_redis.cache.RedisCache"
@@ -104,14 +111,62 @@ class SentinelRedis:
         }
 
 
-RedisTopology = SingleRedis | SentinelRedis
+@dataclass(frozen=True)
+class ClusterRedis:
+    """A Redis Cluster reached through any of ``nodes`` (host, port)."""
+
+    nodes: tuple[tuple[str, int], ...]
+
+    def client(self, **options: Any) -> RedisCluster:
+        """Return a new cluster client; ``options`` go to redis-py (its connections).
+
+        ``retry`` also bounds the cluster-level attempts: with none, a call that meets a
+        failed node fails at once, and the client rereads the slot map for the next.
+        """
+        return RedisCluster(
+            startup_nodes=[cluster_node(host, port) for host, port in self.nodes], **options
+        )
+
+    def cache_entry(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Return the ``CACHES`` entry on django-valkey's cluster backend.
+
+        The socket and pool options carry over; the client class becomes its cluster
+        counterpart, and every node is a startup node (``apps.core.cache.cluster``).
+        """
+        host, port = self.nodes[0]
+        return {
+            "BACKEND": CLUSTER_BACKEND,
+            # Cluster mode has database 0 only; django-valkey refuses any other.
+            "LOCATION": f"redis://{host}:{port}/0",
+            "OPTIONS": {
+                **options,
+                "CLIENT_CLASS": "apps.observability.cache_metrics.ClusterClient",
+                "CONNECTION_FACTORY": "apps.core.cache.cluster.ClusterConnectionFactory",
+                NODES_OPTION: [f"{h}:{p}" for h, p in self.nodes],
+            },
+        }
+
+    def environment(self) -> dict[str, str]:
+        """Return the variables that name this topology (for a child process)."""
+        return {"REDIS_CLUSTER_NODES": ",".join(f"{h}:{p}" for h, p in self.nodes)}
+
+
+RedisTopology = SingleRedis | SentinelRedis | ClusterRedis
 
 
 def redis_topology_from_env(environ: Mapping[str, str] = os.environ) -> RedisTopology | None:
     """Return the topology the environment names, or None when it names no Redis.
 
-    Raise ImproperlyConfigured on a half-given or malformed Sentinel setting.
+    Raise ImproperlyConfigured on a half-given or malformed Sentinel setting, a malformed
+    cluster node list, or both a cluster and Sentinel named.
     """
+    cluster = environ.get("REDIS_CLUSTER_NODES", "").strip()
+    if cluster:
+        if environ.get("REDIS_SENTINELS", "").strip():
+            raise ImproperlyConfigured(
+                "REDIS_CLUSTER_NODES and REDIS_SENTINELS name two Redis topologies: set one."
+            )
+        return ClusterRedis(parse_addresses("REDIS_CLUSTER_NODES", cluster))
     sentinels = environ.get("REDIS_SENTINELS", "").strip()
     master = environ.get("REDIS_SENTINEL_MASTER", "").strip()
     if sentinels or master:

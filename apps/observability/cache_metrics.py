@@ -7,7 +7,8 @@
 its backend classes for two reasons:
 
 - the Redis cache must stay django-redis's ``RedisCache`` (the tiered cache recognises
-  it by that backend path and takes its connection pool), so the counting sits in the
+  it by that backend path and takes its connection pool), or django-valkey's
+  ``ClusterValkeyCache`` on a Redis Cluster, so the counting sits in the
   ``CLIENT_CLASS`` option instead of a backend subclass;
 - django-prometheus's local-memory backend answers the default for a cached falsy value
   (``0``, ``""``, ``[]``) and counts a cached ``None`` as a miss; these count a hit
@@ -30,6 +31,9 @@ from django_prometheus.cache.metrics import (
 )
 from django_redis.client import DefaultClient
 from django_redis.exceptions import ConnectionInterrupted
+from django_valkey.exceptions import ConnectionInterrupted as ValkeyConnectionInterrupted
+
+from apps.core.cache.cluster import ClusterCacheClient
 
 # A value no cache holds: tells a present key (whatever its value) from a missing one.
 _MISSING = object()
@@ -56,6 +60,22 @@ class RedisClient(DefaultClient):  # type: ignore[misc]
         try:
             value = super().get(key, default=_MISSING, version=version, client=client)
         except ConnectionInterrupted:
+            django_cache_get_total.labels(backend="redis").inc()
+            django_cache_get_fail_total.labels(backend="redis").inc()
+            raise
+        return value if _count("redis", value) else default
+
+
+class ClusterClient(ClusterCacheClient):
+    """The cluster cache client (``apps.core.cache.cluster``), counting each ``get``."""
+
+    def get(
+        self, key: Any, default: Any = None, version: int | None = None, client: Any = None
+    ) -> Any:
+        """Return the cached value of ``key``, or ``default``; count the read."""
+        try:
+            value = super().get(key, default=_MISSING, version=version, client=client)
+        except ValkeyConnectionInterrupted:
             django_cache_get_total.labels(backend="redis").inc()
             django_cache_get_fail_total.labels(backend="redis").inc()
             raise

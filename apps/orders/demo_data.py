@@ -260,11 +260,14 @@ def _orders_create(
             for order, lines in zip(orders, lines_of, strict=True):
                 for line in lines:
                     line.order = order
+                    line.owner_id = order.owner_id
                 flat.extend(lines)
             OrderLine.objects.bulk_create(flat, batch_size=batch_size)
             # The same event order_create writes, published once the batch commits.
             outbox_write_many(
-                event_type=ORDER_CREATED, payloads=[{"order_id": order.pk} for order in orders]
+                event_type=ORDER_CREATED,
+                payloads=[{"order_id": order.pk} for order in orders],
+                shard_keys=[order.owner_id for order in orders],
             )
         line_count += len(flat)
         report(size)

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
 from apps.core.db.sticking import act_for_user
 from apps.core.events.consumers import RetryableError, consume_once
@@ -30,6 +31,8 @@ from apps.core.events.routing import Consumer, EventType
 from apps.core.http.request_context import REQUEST_ID_HEADER, current_request_id
 from apps.observability.metrics import record_order
 from apps.orders.models import Order, Product
+from apps.orders.selectors import order_with_id
+from apps.orders.sharding.layout import sharded
 
 logger = logging.getLogger(__name__)
 
@@ -85,16 +88,20 @@ def order_reserve_inventory(*, event_id: str, order_id: int) -> Order | None:
     with consume_once(event_id=event_id, consumer=RESERVE_INVENTORY) as first_time:
         if not first_time:
             return None
-        order = Order.objects.select_for_update().filter(pk=order_id).first()
+        orders = order_with_id(order_id=order_id)
+        order = orders.select_for_update().first()
         if order is None:
             logger.warning("reserve_inventory: order %s does not exist", order_id)
             return None
+        if order.status == Order.Status.CONFIRMED and sharded():
+            _retake_lost_stock(order)
+            return order
         if order.status != Order.Status.PENDING:
             logger.info("reserve_inventory: order %s is already %s", order_id, order.status)
             return order
         # Its owner, polling the order from any client, then reads the new status.
         act_for_user(order.owner_id)
-        lines = list(order.lines.order_by("product_id"))
+        lines = list(order.lines.filter(owner_id=order.owner_id).order_by("product_id"))
         # A savepoint undoes earlier lines when a later one is short; one line needs none.
         undo_point = transaction.atomic() if len(lines) > 1 else nullcontext()
         try:
@@ -111,13 +118,37 @@ def order_reserve_inventory(*, event_id: str, order_id: int) -> Order | None:
         else:
             order.status = Order.Status.CONFIRMED
             order.status_reason = ""
-            outbox_write(event_type=ORDER_CONFIRMED, payload={"order_id": order.pk})
-        order.save(update_fields=["status", "status_reason", "updated_at"])
+            outbox_write(
+                event_type=ORDER_CONFIRMED, payload={"order_id": order.pk}, shard_key=order.owner_id
+            )
+        # By the pruned queryset: a save() by id alone would ask every shard.
+        order.updated_at = timezone.now()
+        orders.update(
+            status=order.status, status_reason=order.status_reason, updated_at=order.updated_at
+        )
         outcome = str(order.status)
         # Counted on commit, so a redelivery after a crash before commit counts once.
         transaction.on_commit(lambda: record_order(outcome))
     logger.info("reserve_inventory: order %s %s", order.pk, order.status)
     return order
+
+
+def _retake_lost_stock(order: Order) -> None:
+    """Take the stock of an order confirmed on its shard by a reservation whose mark is gone.
+
+    The only way there: the shard committed the confirmation, then the coordinator
+    lost the commit of the stock and of the mark (postgres_fdw commits the shard
+    first). Taking the stock now, with the mark, makes the reservation whole.
+    """
+    logger.warning("reserve_inventory: order %s confirmed without its stock; taking it", order.pk)
+    for line in order.lines.filter(owner_id=order.owner_id).order_by("product_id"):
+        taken = Product.objects.filter(pk=line.product_id, stock__gte=line.quantity).update(
+            stock=F("stock") - line.quantity
+        )
+        if not taken:
+            logger.error(
+                "reserve_inventory: order %s oversold product %s", order.pk, line.product_id
+            )
 
 
 def order_send_confirmation_email(*, event_id: str, order_id: int) -> bool:
@@ -130,7 +161,8 @@ def order_send_confirmation_email(*, event_id: str, order_id: int) -> bool:
             return False
         # Two columns, not two model instances: this runs once per confirmed order.
         found = (
-            Order.objects.filter(pk=order_id, status=Order.Status.CONFIRMED)
+            order_with_id(order_id=order_id)
+            .filter(status=Order.Status.CONFIRMED)
             .values_list("total", "owner__email")
             .first()
         )
@@ -166,7 +198,7 @@ def order_notify_warehouse(*, event_id: str, order_id: int) -> bool:
     with consume_once(event_id=event_id, consumer=NOTIFY_WAREHOUSE) as first_time:
         if not first_time:
             return False
-        order = Order.objects.filter(pk=order_id).prefetch_related("lines").first()
+        order = order_with_id(order_id=order_id).first()
         if order is None:
             logger.warning("notify_warehouse: order %s does not exist", order_id)
             return False
@@ -182,7 +214,8 @@ def _warehouse_payload(order: Order, event_id: str) -> dict[str, object]:
         "status": order.status,
         "total": str(order.total),
         "lines": [
-            {"product_id": line.product_id, "quantity": line.quantity} for line in order.lines.all()
+            {"product_id": line.product_id, "quantity": line.quantity}
+            for line in order.lines.filter(owner_id=order.owner_id)
         ],
     }
 

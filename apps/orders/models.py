@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -70,6 +71,11 @@ class OrderLine(ExportModelOperationsMixin("orderline"), models.Model):  # type:
     """One product and quantity of an order, at the price it was ordered for."""
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    # The order's owner, copied: with sharding the line is partitioned by it, so it
+    # lives on its order's shard (docs/sharding.md).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="order_lines")
     quantity = models.PositiveIntegerField()
     unit_price = models.DecimalField(max_digits=10, decimal_places=2)
@@ -82,6 +88,12 @@ class OrderLine(ExportModelOperationsMixin("orderline"), models.Model):  # type:
 
     def __str__(self) -> str:
         return f"{self.quantity} × {self.product_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save the line; its owner, when not set, is its order's."""
+        if self.owner_id is None and self.order_id is not None:
+            self.owner_id = self.order.owner_id
+        super().save(*args, **kwargs)
 
     @property
     def subtotal(self) -> Decimal:

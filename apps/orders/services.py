@@ -16,6 +16,7 @@ from apps.core.http.errors import InvalidInput, NotFound
 from apps.observability.metrics import record_order
 from apps.orders.events import ORDER_CANCELLED, ORDER_CREATED
 from apps.orders.models import Order, OrderLine, Product
+from apps.orders.selectors import order_with_id
 
 MAX_ORDER_LINES = 1000
 MAX_LINE_QUANTITY = 10_000
@@ -47,6 +48,7 @@ def order_create(*, owner_id: int, items: Sequence[OrderItem], idempotency_key: 
 
     lines = [
         OrderLine(
+            owner_id=owner_id,
             product_id=item.product_id,
             quantity=item.quantity,
             unit_price=products[item.product_id].price,
@@ -67,7 +69,7 @@ def order_create(*, owner_id: int, items: Sequence[OrderItem], idempotency_key: 
         # The lines just written, as the selectors' prefetch would read them back.
         order.line_list = lines
         # Committed with the order or not at all; published once the transaction commits.
-        outbox_write(event_type=ORDER_CREATED, payload={"order_id": order.pk})
+        outbox_write(event_type=ORDER_CREATED, payload={"order_id": order.pk}, shard_key=owner_id)
         # Counted on commit: a rolled-back order was never placed.
         transaction.on_commit(lambda: record_order("placed"))
     return order
@@ -87,7 +89,8 @@ def order_cancel(*, order_id: int, reason: str = "") -> Order:
     NotFound for no such order, InvalidInput for one that is rejected or cancelled.
     """
     with transaction.atomic():
-        order = Order.objects.select_for_update().filter(pk=order_id).first()
+        orders = order_with_id(order_id=order_id)
+        order = orders.select_for_update().first()
         if order is None:
             raise NotFound(f"Order {order_id} not found.")
         was = order.status
@@ -95,22 +98,23 @@ def order_cancel(*, order_id: int, reason: str = "") -> Order:
             raise InvalidInput(f"Order {order_id} is {was}; only pending or confirmed cancel.")
         # Its owner, polling the order from any client, then reads the new status.
         act_for_user(order.owner_id)
-        Order.objects.filter(pk=order_id, status=was).update(
+        orders.filter(status=was).update(
             status=Order.Status.CANCELLED,
             status_reason=reason or "Cancelled.",
             updated_at=timezone.now(),
         )
         if was == Order.Status.CONFIRMED:
             # Id order, as reservations take stock, so the two never wait in a cycle.
-            for product_id, quantity in order.lines.order_by("product_id").values_list(
-                "product_id", "quantity"
-            ):
+            lines = order.lines.filter(owner_id=order.owner_id).order_by("product_id")
+            for product_id, quantity in lines.values_list("product_id", "quantity"):
                 Product.objects.filter(pk=product_id).update(
                     stock=F("stock") + quantity, updated_at=timezone.now()
                 )
-        outbox_write(event_type=ORDER_CANCELLED, payload={"order_id": order_id})
-    order.refresh_from_db()
-    return order
+        outbox_write(
+            event_type=ORDER_CANCELLED, payload={"order_id": order_id}, shard_key=order.owner_id
+        )
+    # Read back by the pruned queryset: refresh_from_db() by id alone asks every shard.
+    return orders.get()
 
 
 def product_stock_adjust(*, product_id: int, by: int) -> int:

@@ -15,13 +15,13 @@ import threading
 import time
 from typing import NamedTuple, Protocol
 
-import redis
 from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
 from apps.core.breaker import CircuitBreaker, CircuitOpen
 from apps.core.forks import ProcessLocal
+from apps.core.redis_cluster import REDIS_ERRORS, REDIS_OR_OS_ERRORS
 from apps.core.redis_topology import RedisTopology
 from apps.ratelimit import scripts
 
@@ -85,11 +85,11 @@ class RedisBackend:
 
     def _run(self, script: Script, key: str, args: list[str | int]) -> Outcome:
         try:
-            with self.breaker.guard(redis.RedisError, OSError):
+            with self.breaker.guard(*REDIS_OR_OS_ERRORS):
                 reply: list[int] = script(keys=[key], args=args)
         except CircuitOpen as exc:
             raise StoreUnavailable(str(exc), breaker_open=True) from exc
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_OR_OS_ERRORS as exc:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
         allowed, remaining, retry_after, reset_after = reply
         return Outcome(allowed == 1, int(remaining), int(retry_after), int(reset_after))
@@ -179,7 +179,12 @@ def redis_backend(topology: RedisTopology, timeout_ms: int) -> RedisBackend:
     backends = _redis_backends.get()
     backend = backends.get((topology, timeout_ms))
     if backend is None:
-        backend = backends.setdefault((topology, timeout_ms), RedisBackend(topology, timeout_ms))
+        try:
+            created = RedisBackend(topology, timeout_ms)
+        except REDIS_ERRORS as exc:
+            # A cluster client learns the slot map as it is made: no node answered.
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+        backend = backends.setdefault((topology, timeout_ms), created)
     return backend
 
 

@@ -58,9 +58,13 @@ class Decision:
 
 
 def counter_key(policy: Policy, key: str) -> str:
-    """Return the Redis key counting ``key`` under ``policy``."""
+    """Return the Redis key counting ``key`` under ``policy``.
+
+    The part after the prefix is the hash tag: on a Redis Cluster everything one decision
+    touches lives in that key's slot, on whichever master serves it.
+    """
     prefix: str = settings.RATELIMIT_KEY_PREFIX
-    return f"{prefix}:{policy.name}:{policy.algorithm}:{key}"
+    return f"{prefix}:{{{policy.name}:{policy.algorithm}:{key}}}"
 
 
 def _store_check(policy: Policy, key: str, now_us: int | None) -> Outcome:

@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
 from deploy.local import postgres, rabbitmq, redis
 from deploy.local.processes import (
     Process,
@@ -20,6 +22,7 @@ from deploy.local.processes import (
     scratch_dir,
     wait_until,
 )
+from deploy.local.redis_cluster import LocalRedisCluster
 
 # Throw-away data: fast rather than durable; room for many test connections.
 POSTGRES_SETTINGS = {**postgres.REPLICATION, **postgres.NO_FSYNC, "max_connections": "300"}
@@ -33,9 +36,12 @@ class Servers:
     processes: list[Process] = field(default_factory=list)
     postgres_servers: dict[str, postgres.PostgresServer] = field(default_factory=dict)
     redis_servers: dict[str, tuple[int, str]] = field(default_factory=dict)
+    redis_clusters: list[LocalRedisCluster] = field(default_factory=list)
 
     def stop(self) -> None:
         """Stop every server, newest first, and remove their directories."""
+        while self.redis_clusters:
+            self.redis_clusters.pop().stop()
         while self.processes:
             self.processes.pop().stop()
         if not os.environ.get("HIGHSCALE_KEEP_SERVER_DIRS"):
@@ -60,6 +66,24 @@ class Servers:
         server = self._postgres_server(name)
         postgres.base_backup(postgres.port_of(primary_url), server.data, standby=True)
         return self._run(server)
+
+    def start_sharded_postgres(self, shards: int = 2) -> tuple[str, list[str]]:
+        """Start a coordinator and ``shards`` shard servers, each with its database.
+
+        Return the coordinator's URL (``DATABASE_URL``) and the shards' URLs
+        (``DATABASE_SHARD_URLS``); the servers are named ``coordinator``, ``shard1``, ….
+        """
+        names = ["coordinator", *(f"shard{number}" for number in range(1, shards + 1))]
+        urls = [self.start_postgres_database(name) for name in names]
+        return urls[0], urls[1:]
+
+    def start_postgres_database(self, name: str) -> str:
+        """Start a PostgreSQL server with an empty ``highscale`` database; return its URL."""
+        server_url = self.start_postgres(name)
+        maintenance = server_url.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(maintenance, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{postgres.DATABASE}"')
+        return server_url
 
     def restart_postgres(self, name: str) -> None:
         """Start the stopped PostgreSQL server ``name`` again, on its old port and data."""
@@ -100,6 +124,14 @@ class Servers:
         self.processes.append(Process(name, popen))
         wait_until(lambda: port_open("127.0.0.1", port), 30, name)
         return f"redis://127.0.0.1:{port}/0"
+
+    def start_redis_cluster(
+        self, name: str = "redis-cluster", *, masters: int = 3, replicas: int = 1
+    ) -> LocalRedisCluster:
+        """Start a Redis Cluster (``cluster.nodes`` is REDIS_CLUSTER_NODES); stopped by ``stop``."""
+        cluster = LocalRedisCluster.start(self.root / name, masters=masters, replicas=replicas)
+        self.redis_clusters.append(cluster)
+        return cluster
 
     # --- RabbitMQ ---------------------------------------------------------------------
 

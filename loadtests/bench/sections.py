@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from loadtests.bench import edge, events, ha_postgres, metrics_recycling, ratelimit, replicas
+from loadtests.bench import (
+    edge,
+    events,
+    ha_postgres,
+    metrics_recycling,
+    ratelimit,
+    replicas,
+    sharding,
+)
 from loadtests.bench.options import BenchOptions
 
 SECTIONS: dict[str, Callable[[BenchOptions], int]] = {
@@ -20,4 +28,5 @@ SECTIONS: dict[str, Callable[[BenchOptions], int]] = {
     "events": events.section,
     "edge": edge.section,
     "ha-postgres": ha_postgres.section,
+    "sharding": sharding.section,
 }

@@ -55,7 +55,7 @@ class CountingRedis(Redis):
 def counted():
     """Install a tiered cache whose Redis client counts pipelines; yield it."""
     base = redis_client()
-    assert base is not None
+    assert isinstance(base, Redis)
     CountingRedis.pipelines = CountingRedis.commands = 0
     node = TieredCache(CountingRedis(connection_pool=base.connection_pool), TEST_CONFIG)
     with use_tiered_cache(node):

@@ -13,12 +13,18 @@ from contextlib import contextmanager
 from functools import partial
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, transaction
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.retry import Retry
 
 from apps.core.cache.config import CacheConfig
 from apps.core.cache.tiered import CachedValue, TieredCache, make_etag
 from apps.core.forks import ProcessLocal
+from apps.core.redis_cluster import CLUSTER_BACKEND
+from apps.core.redis_topology import ClusterRedis
 
 __all__ = [
     "CacheConfig",
@@ -32,15 +38,35 @@ __all__ = [
 ]
 
 
-def redis_client() -> Redis | None:
-    """Return the pooled client of the Redis cache, or None when the cache is not Redis."""
+def redis_client() -> Redis | RedisCluster | None:
+    """Return the pooled client of the Redis cache, or None when the cache is not Redis.
+
+    On a Redis Cluster (``REDIS_CLUSTER_NODES``) this is a redis-py cluster client of
+    this process: the Django cache itself runs on django-valkey, whose client is
+    valkey-py's.
+    """
     backend = str(settings.CACHES["default"]["BACKEND"])
+    if backend == CLUSTER_BACKEND:
+        return _cluster.get()
     if not backend.startswith("django_redis."):
         return None
     from django_redis import get_redis_connection
 
     client: Redis = get_redis_connection("default")
     return client
+
+
+def _new_cluster_client() -> RedisCluster:
+    topology = settings.REDIS
+    if not isinstance(topology, ClusterRedis):
+        raise ImproperlyConfigured("the cluster cache backend needs REDIS_CLUSTER_NODES")
+    timeout = settings.CACHES["default"]["OPTIONS"].get("SOCKET_TIMEOUT", 0.1)
+    return topology.client(
+        socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+    )
+
+
+_cluster: ProcessLocal[RedisCluster] = ProcessLocal(_new_cluster_client)
 
 
 def _new_tiered_cache() -> TieredCache:

@@ -11,6 +11,13 @@ The listener is also the first to see Redis answer again: it reports every loss
 invalidations Redis missed meanwhile. After ``ping_soon`` it pings at its next turn,
 not a full interval later, so a process that just saw Redis fail learns quickly that
 it is back.
+
+On a Redis Cluster the invalidation script publishes with plain PUBLISH, which the
+cluster forwards to every node, so the listener subscribes on any one node that
+answers. A message is lost as well when the key's own master is down, so on a cluster
+the listener also pings every master: the subscription counts as live only while all
+of them answer, and a master that fails (until its replica has taken over) drops it,
+flushing L1 as on one server.
 """
 
 from __future__ import annotations
@@ -26,9 +33,11 @@ from typing import Any
 
 from redis import Redis, RedisError
 from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from apps.core.cache.metrics import count_error
+from apps.core.redis_cluster import REDIS_OR_OS_ERRORS, cluster_node
 from apps.core.redis_topology import dedicated_client
 
 logger = logging.getLogger(__name__)
@@ -42,7 +51,7 @@ class InvalidationListener:
     def __init__(
         self,
         *,
-        client: Redis,
+        client: Redis | RedisCluster,
         channel: str,
         on_key: Callable[[str], None],
         on_flush: Callable[[], None],
@@ -53,7 +62,16 @@ class InvalidationListener:
     ) -> None:
         self.channel = channel
         self.name = f"hs-cache-listener-{os.getpid()}-{next(_names)}"
-        self._client = _dedicated_client(client, self.name)
+        self._turn = count()
+        # On a cluster: every node's address, and (made in the thread) a client of them.
+        self._seeds: list[tuple[str, int]] = []
+        self._nodes: RedisCluster | None = None
+        self._client: Redis | None = None
+        if isinstance(client, RedisCluster):
+            nodes = client.get_nodes()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            self._seeds = [(node.host, node.port) for node in nodes]
+        else:
+            self._client = _dedicated_client(client, self.name)
         self._on_key = on_key
         self._on_flush = on_flush
         self._on_lost = on_lost
@@ -76,7 +94,10 @@ class InvalidationListener:
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
+        if self._nodes is not None:
+            self._nodes.close()
 
     def ping_soon(self) -> None:
         """Ping at the next turn of the loop (a fraction of a second), not the next interval."""
@@ -98,7 +119,7 @@ class InvalidationListener:
             try:
                 self._listen()
                 backoff = 0.05
-            except (RedisError, OSError) as exc:
+            except REDIS_OR_OS_ERRORS as exc:
                 count_error("subscribe")
                 # Once per outage, not once per reconnection attempt.
                 log = logger.warning if self._subscribed else logger.debug
@@ -109,6 +130,16 @@ class InvalidationListener:
             backoff = min(backoff * 2, 1.0)
 
     def _listen(self) -> None:
+        if self._seeds:
+            # Another node each attempt: the last one may be the master that failed.
+            if self._nodes is None:
+                self._nodes = _cluster_client(self._seeds, self.name)
+            if self._client is not None:
+                self._client.close()
+            self._client = self._subscriber(self._nodes)
+            self._check_masters()
+        if self._client is None:
+            raise RedisError("no Redis client to subscribe with")
         pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]  # untyped in redis-py
         try:
             pubsub.subscribe(self.channel)
@@ -123,9 +154,28 @@ class InvalidationListener:
                 if now >= next_ping or self._ping_soon.is_set():
                     self._ping_soon.clear()
                     pubsub.ping()
+                    self._check_masters()
                     next_ping = now + self._ping_interval
         finally:
             pubsub.close()
+
+    def _check_masters(self) -> None:
+        """On a cluster, raise RedisError unless every master answers a ping."""
+        if self._nodes is not None:
+            self._nodes.ping(target_nodes=RedisCluster.PRIMARIES)
+
+    def _subscriber(self, cluster: RedisCluster) -> Redis:
+        """Return a client of one cluster node, the next in turn, for the subscription."""
+        nodes = cluster.get_nodes()  # type: ignore[no-untyped-call]  # untyped in redis-py
+        node = nodes[next(self._turn) % len(nodes)]
+        return Redis(
+            host=node.host,
+            port=node.port,
+            client_name=self.name,
+            socket_timeout=_CLUSTER_TIMEOUT,
+            socket_connect_timeout=_CLUSTER_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
 
     def _handle(self, message: dict[str, Any], now: float) -> None:
         kind = message["type"]
@@ -166,6 +216,21 @@ class InvalidationListener:
         self._on_flush()
         if was_subscribed and not self._stopping.is_set():
             logger.info("Cache invalidation subscription dropped; L1 flushed")
+
+
+# Socket timeout of the listener's cluster connections: the pings' deadline.
+_CLUSTER_TIMEOUT = 0.5
+
+
+def _cluster_client(seeds: list[tuple[str, int]], name: str) -> RedisCluster:
+    """Return a cluster client of the listener's own (its pings never queue behind reads)."""
+    return RedisCluster(
+        startup_nodes=[cluster_node(host, port) for host, port in seeds],
+        client_name=name,
+        socket_timeout=_CLUSTER_TIMEOUT,
+        socket_connect_timeout=_CLUSTER_TIMEOUT,
+        retry=Retry(NoBackoff(), 0),
+    )
 
 
 def _dedicated_client(client: Redis, name: str) -> Redis:

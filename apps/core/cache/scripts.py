@@ -81,6 +81,20 @@ redis.call('SET', KEYS[2], ARGV[1] .. '|' .. ARGV[3], 'EX', ARGV[4])
 return 1
 """
 
+# On a Redis Cluster, where each key has its generation.  KEYS: gen, value, inv.
+# ARGV: read-start time µs, payload, ttl s.  Returns as WARM.
+CLUSTER_WARM = (
+    _ENSURE_GENERATION
+    + """
+local inv = redis.call('GET', KEYS[3])
+if inv and tonumber(inv) >= tonumber(ARGV[1]) then return -2 end
+local current = redis.call('GET', KEYS[2])
+if current and string.sub(current, 1, #gen + 1) == gen .. '|' then return 0 end
+redis.call('SET', KEYS[2], gen .. '|' .. ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+)
+
 # KEYS: gen.  Returns {generation, Redis time µs}: where a bulk warm starts reading.
 WARM_START = (
     _ENSURE_GENERATION

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from redis import RedisError
 
 from apps.core.cache import tiered_cache
 from apps.core.cache.pending import pending_invalidations_apply
+from apps.core.redis_cluster import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +22,6 @@ def cache_pending_apply_task() -> int:
     """
     try:
         return pending_invalidations_apply(tiered_cache())
-    except RedisError as exc:
+    except REDIS_ERRORS as exc:
         logger.warning("Pending cache invalidations not replayed, Redis unreachable: %s", exc)
         return 0

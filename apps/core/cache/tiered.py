@@ -36,7 +36,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from redis import Redis, RedisError
+from redis import Redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 from apps.core.breaker import CircuitBreaker
@@ -50,6 +51,7 @@ from apps.core.cache.metrics import (
     count_error,
     count_request,
 )
+from apps.core.redis_cluster import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +111,14 @@ class _Flight:
 class TieredCache:
     """L1 + Redis read-through cache with leases, early refresh and fail-open reads.
 
-    ``client`` is None when no Redis is configured: reads then go to the database.
+    ``client`` is None when no Redis is configured: reads then go to the database. On a
+    Redis Cluster (a ``RedisCluster`` client) every key of one logical key shares a hash
+    tag, so each script touches one slot, and the generation is kept per logical key.
     """
 
     def __init__(
         self,
-        client: Redis | None,
+        client: Redis | RedisCluster | None,
         config: CacheConfig,
         *,
         rng: Callable[[], float] = _default_rng,
@@ -122,6 +126,7 @@ class TieredCache:
     ) -> None:
         self.config = config
         self.client = client
+        self.clustered = isinstance(client, RedisCluster)
         self._pending = pending
         self.l1: L1Cache[CachedValue] = L1Cache(
             max_entries=config.l1_max_entries, ttl=config.l1_ttl
@@ -150,13 +155,30 @@ class TieredCache:
     # --- keys ---------------------------------------------------------------------------
 
     def redis_key(self, key: str) -> str:
-        """Return the Redis key holding the value of logical key ``key``."""
+        """Return the Redis key holding the value of logical key ``key``.
+
+        On a cluster the logical key is the hash tag: the value, its lease, its
+        invalidation time and its generation all live in one slot.
+        """
+        if self.clustered:
+            return f"{self.config.prefix}{{{key}}}"
         return f"{self.config.prefix}{key}"
 
     @property
     def generation_key(self) -> str:
-        """Return the Redis key of the generation counter."""
+        """Return the Redis key of the generation counter (one Redis server)."""
         return f"{self.config.prefix}gen"
+
+    def generation_key_of(self, key: str) -> str:
+        """Return the generation key that guards ``key``: shared, or its own on a cluster.
+
+        A cluster node that restarts empty or a failover that loses writes drops the
+        generation with the values of the same slot, so the check is as strong per slot
+        as the shared counter is on one server.
+        """
+        if self.clustered:
+            return self.redis_key(key) + ":gen"
+        return self.generation_key
 
     # --- reads --------------------------------------------------------------------------
 
@@ -236,7 +258,7 @@ class TieredCache:
                     count_request("redis")
                     return current, True
                 lease = self._acquire_lease(client, key)
-            except RedisError:
+            except REDIS_ERRORS:
                 self._failed("read")
                 return self._load_uncached(loader)
             self.redis_breaker.succeeded()
@@ -251,9 +273,10 @@ class TieredCache:
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
 
-    def _read_redis(self, client: Redis, key: str) -> CachedValue | None:
+    def _read_redis(self, client: Redis | RedisCluster, key: str) -> CachedValue | None:
         generation, raw = cast(
-            "list[bytes | None]", client.mget([self.generation_key, self.redis_key(key)])
+            "list[bytes | None]",
+            client.mget([self.generation_key_of(key), self.redis_key(key)]),
         )
         if not generation or not raw:
             return None
@@ -273,18 +296,23 @@ class TieredCache:
         gap = -value.compute_seconds * self.config.early_refresh_beta * math.log(self._rng())
         return time.time() + gap >= value.expires_at
 
-    def _acquire_lease(self, client: Redis, key: str) -> tuple[str, bytes] | None:
+    def _acquire_lease(self, client: Redis | RedisCluster, key: str) -> tuple[str, bytes] | None:
         token = secrets.token_hex(8)
         lease_ms = int(self.config.lease_seconds * 1000)
         acquired, generation = self._scripts["ACQUIRE_LEASE"](
-            keys=[self.generation_key, self.redis_key(key) + ":lease"],
+            keys=[self.generation_key_of(key), self.redis_key(key) + ":lease"],
             args=[token, lease_ms],
             client=client,
         )
         return (token, generation) if acquired else None
 
     def _fill(
-        self, client: Redis, key: str, lease: tuple[str, bytes], loader: Loader, ttl: int
+        self,
+        client: Redis | RedisCluster,
+        key: str,
+        lease: tuple[str, bytes],
+        loader: Loader,
+        ttl: int,
     ) -> tuple[CachedValue | None, bool]:
         token, generation = lease
         lease_key = self.redis_key(key) + ":lease"
@@ -298,11 +326,11 @@ class TieredCache:
                 return None, False
             value = CachedValue(data, make_etag(data), time.time() + ttl, elapsed)
             stored = self._scripts["FILL"](
-                keys=[self.generation_key, lease_key, self.redis_key(key)],
+                keys=[self.generation_key_of(key), lease_key, self.redis_key(key)],
                 args=[token, generation, encode_value(value), ttl],
                 client=client,
             )
-        except RedisError:
+        except REDIS_ERRORS:
             self._failed("fill")
             return (None, False) if data is None else (value, False)
         if not stored:
@@ -337,7 +365,7 @@ class TieredCache:
             return False
         try:
             replicated = self._invalidate_in_redis(self.client, [(kind, idents)])
-        except RedisError:
+        except REDIS_ERRORS:
             self._failed("invalidate")
             return False
         # Dropped on the master but not yet on a replica: a failover now would bring the
@@ -358,30 +386,42 @@ class TieredCache:
             CACHE_INVALIDATIONS_REPLAYED.inc(len(invalidations))
 
     def _invalidate_in_redis(
-        self, client: Redis, invalidations: list[tuple[str, list[int | str]]]
+        self, client: Redis | RedisCluster, invalidations: list[tuple[str, list[int | str]]]
     ) -> bool:
-        """Drop and broadcast in one round trip; return whether the replicas asked for
-        (``replicas_to_confirm``) confirmed it in time (WAIT, in the same pipeline)."""
-        script = self._scripts["INVALIDATE"]
+        """Drop and broadcast in one pipeline (on a cluster, one request per master); return
+        whether the replicas asked for (``replicas_to_confirm``) confirmed it in time (WAIT,
+        in the same pipeline; never on a cluster, where WAIT cannot follow the pipeline).
+
+        The script publishes with plain PUBLISH, which a cluster forwards to every node:
+        the drop and its broadcast stay one atomic step on the key's own node. (A shard
+        channel could not be published from a script whose keys are in another slot.)
+        """
         pipe = client.pipeline(transaction=False)
         for kind, idents in invalidations:
             for ident in idents:
                 key = self.redis_key(f"{kind}:{ident}")
                 message = json.dumps({"type": kind, "id": ident})
-                script(
-                    keys=[key, key + ":lease", key + ":inv"],
-                    args=[message, self.config.channel, self.config.invalidation_memory_seconds],
-                    client=pipe,
-                )
+                keys = [key, key + ":lease", key + ":inv"]
+                args: list[str | int] = [
+                    message,
+                    self.config.channel,
+                    self.config.invalidation_memory_seconds,
+                ]
+                if self.clustered:
+                    # EVAL, not EVALSHA: a cluster pipeline neither takes redis-py's
+                    # scripts nor loads one a promoted replica's empty cache lacks.
+                    pipe.execute_command("EVAL", scripts.INVALIDATE, len(keys), *keys, *args)
+                else:
+                    self._scripts["INVALIDATE"](keys=keys, args=args, client=pipe)
         wanted = self.config.replicas_to_confirm
-        if wanted:
+        if wanted and not self.clustered:
             pipe.wait(wanted, self.config.replica_confirm_ms)
         replies = pipe.execute()
-        return not wanted or int(replies[-1]) >= wanted
+        return not wanted or self.clustered or int(replies[-1]) >= wanted
 
     # --- Redis health -------------------------------------------------------------------
 
-    def _usable_client(self) -> Redis | None:
+    def _usable_client(self) -> Redis | RedisCluster | None:
         """Return the Redis client unless Redis failed just now or may hold stale entries.
 
         After a gap (see ``_gaps``) Redis is read only once the recorded invalidations
@@ -411,7 +451,7 @@ class TieredCache:
                     self._pending.apply_in_thread(self)
                 else:
                     self._pending.apply(self)
-            except RedisError:
+            except REDIS_ERRORS:
                 self._failed("replay")
                 return False
             except Exception:

@@ -31,6 +31,8 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from redis import Redis, RedisError
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from apps.core.breaker import CircuitBreaker, CircuitOpen
 from apps.core.db.health import fallback_budget, monitor
@@ -38,6 +40,7 @@ from apps.core.db.lsn import primary_insert_lsn, settle_read_after
 from apps.core.db.state import RoutingState, current_state
 from apps.core.db.topology import live_replicas
 from apps.core.forks import ProcessLocal
+from apps.core.redis_cluster import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +72,7 @@ class StickingUnavailable(Exception):
 class RedisPositions:
     """Write positions in Redis, shared by every process."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis | RedisCluster) -> None:
         self.client = client
         self._stick = client.register_script(STICK)
         # Open after a Redis error: no call for a moment, the user reads the primary.
@@ -80,21 +83,21 @@ class RedisPositions:
     def stick(self, user_id: int, lsn: int) -> int:
         """Store ``lsn`` for ``user_id`` unless a later one is stored; return the stored one."""
         try:
-            with self.breaker.guard(RedisError):
+            with self.breaker.guard(*REDIS_ERRORS):
                 stored = self._stick(
                     keys=[f"{KEY_PREFIX}{user_id}"],
                     args=[f"{lsn:0{_WIDTH}d}", settings.DATABASE_STICKING_SECONDS],
                 )
-        except (RedisError, CircuitOpen) as exc:
+        except (RedisError, RedisClusterException, CircuitOpen) as exc:
             raise StickingUnavailable(str(exc)) from exc
         return int(stored)
 
     def position(self, user_id: int) -> int | None:
         """Return the last write position stored for ``user_id`` (None: none live)."""
         try:
-            with self.breaker.guard(RedisError):
+            with self.breaker.guard(*REDIS_ERRORS):
                 raw = self.client.get(f"{KEY_PREFIX}{user_id}")
-        except (RedisError, CircuitOpen) as exc:
+        except (RedisError, RedisClusterException, CircuitOpen) as exc:
             raise StickingUnavailable(str(exc)) from exc
         return int(raw) if raw is not None else None
 

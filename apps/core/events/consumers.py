@@ -23,6 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 from kombu.message import Message
 
+from apps.core.db.remote import is_remote_server_failure
 from apps.core.events.correlation import CORRELATION_HEADER
 from apps.core.events.dead_letters import dead_letter_record
 from apps.core.events.delayed_delivery import CELERY_STEP, CLUSTER_STEP
@@ -82,7 +83,13 @@ class ReliableTask(Task[Any, Any]):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return super().__call__(*args, **kwargs)
+            try:
+                return super().__call__(*args, **kwargs)
+            except Exception as exc:
+                # A shard down or too slow is transient: the whole effect rolled back.
+                if is_remote_server_failure(exc):
+                    raise RetryableError(f"a database server did not answer: {exc}") from exc
+                raise
         except RetryableError as exc:
             max_retries: int = settings.EVENTS_MAX_RETRIES
             if self.request.called_directly or self.request.retries >= max_retries:

@@ -31,6 +31,9 @@ class OutboxEvent(ExportModelOperationsMixin("outboxevent"), models.Model):  # t
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     publish_attempts = models.PositiveIntegerField(default=0)
+    # With sharding, the owner whose shard keeps this event (with the rows it describes,
+    # so one transaction writes both); empty for an event of no owner.
+    shard_key = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [

@@ -24,7 +24,7 @@ from uuid import UUID
 from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from kombu import Producer
 from opentelemetry import context as otel_context
@@ -61,7 +61,9 @@ def outbox_breaker() -> CircuitBreaker:
     return _breakers.get()
 
 
-def outbox_write(*, event_type: str, payload: Mapping[str, Any]) -> OutboxEvent:
+def outbox_write(
+    *, event_type: str, payload: Mapping[str, Any], shard_key: int | None = None
+) -> OutboxEvent:
     """Record an event in the current transaction and publish it once that commits.
 
     The event keeps the correlation id and the trace context of its writer, so whoever
@@ -69,11 +71,14 @@ def outbox_write(*, event_type: str, payload: Mapping[str, Any]) -> OutboxEvent:
     RuntimeError outside a transaction: an event written on its own could describe data
     that never commits. Raise ValueError for an event type no app registered, or a
     payload whose fields are not the type's: its consumers could not be called with it.
+    ``shard_key`` (the owner of the rows the event describes) keeps the event on their
+    shard when orders are sharded.
     """
     _check_writable(event_type, [payload])
     event = OutboxEvent.objects.create(
         event_type=event_type,
         payload=dict(payload),
+        shard_key=shard_key,
         correlation_id=current_request_id() or "",
         traceparent=_current_traceparent(),
     )
@@ -82,10 +87,14 @@ def outbox_write(*, event_type: str, payload: Mapping[str, Any]) -> OutboxEvent:
 
 
 def outbox_write_many(
-    *, event_type: str, payloads: Sequence[Mapping[str, Any]]
+    *,
+    event_type: str,
+    payloads: Sequence[Mapping[str, Any]],
+    shard_keys: Sequence[int | None] | None = None,
 ) -> list[OutboxEvent]:
     """Record one event per payload with one INSERT, as ``outbox_write`` does for one.
 
+    ``shard_keys``, when given, holds each payload's shard key, in the same order.
     For bulk writers (demo data): the events are published after the commit together,
     each as the relay would publish it. Raise as ``outbox_write`` does.
     """
@@ -99,8 +108,9 @@ def outbox_write_many(
                 payload=dict(payload),
                 correlation_id=correlation_id,
                 traceparent=traceparent,
+                shard_key=key,
             )
-            for payload in payloads
+            for payload, key in zip(payloads, shard_keys or [None] * len(payloads), strict=True)
         ]
     )
 
@@ -133,7 +143,7 @@ def outbox_publish_after_commit(event: OutboxEvent) -> None:
         return
     if current_app.conf.task_always_eager:
         # No broker: the consumers run right here, as the commit's follow-up.
-        outbox_publish(event_ids=[event.pk])
+        outbox_publish(event_ids=[event.pk], shard_keys=[event.shard_key])
         return
     _relays.get().submit(event)
 
@@ -178,22 +188,25 @@ def outbox_sweep(*, min_age_seconds: float | None = None) -> int:
             return sent
 
 
-def outbox_publish(*, event_ids: Iterable[UUID]) -> int:
+def outbox_publish(*, event_ids: Iterable[UUID], shard_keys: Iterable[int | None] = ()) -> int:
     """Publish the given unsent events to their consumers and mark them sent.
 
     The events are locked with SKIP LOCKED while they are published, so two sweeps
     never publish one event at the same time; they are marked sent only once the broker
     confirmed every message. On a broker error nothing is marked sent (the
     sweep retries later, the consumers drop what did arrive twice) and ``outbox_breaker``
-    opens. Return the number of events published.
+    opens. ``shard_keys``, the events' shard keys when known, keep every statement on
+    their shards when orders are sharded. Return the number of events published.
     """
     wanted = list(event_ids)
     if not wanted:
         return 0
+    keys = list(shard_keys)
     with transaction.atomic():
         events = list(
-            OutboxEvent.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=wanted, sent_at__isnull=True)
+            _events(wanted, keys)
+            .select_for_update(skip_locked=True)
+            .filter(sent_at__isnull=True)
             .order_by("created_at")
         )
         if not events:
@@ -204,12 +217,10 @@ def outbox_publish(*, event_ids: Iterable[UUID]) -> int:
         except Exception:
             # Any broker failure: the events stay unsent and the sweep retries them later.
             logger.warning("outbox: publishing %d event(s) failed", len(events), exc_info=True)
-            OutboxEvent.objects.filter(pk__in=pks).update(
-                publish_attempts=F("publish_attempts") + 1
-            )
+            _events(pks, keys).update(publish_attempts=F("publish_attempts") + 1)
             outbox_breaker().failed()
             return 0
-        OutboxEvent.objects.filter(pk__in=pks).update(
+        _events(pks, keys).update(
             sent_at=timezone.now(), publish_attempts=F("publish_attempts") + 1
         )
     outbox_breaker().succeeded()
@@ -224,18 +235,31 @@ def _publish_committed(events: list[OutboxEvent]) -> int:
     sweep may publish an event too, which the consumers' processed marks absorb.
     """
     pks = [event.pk for event in events]
+    keys = [event.shard_key for event in events]
     try:
         _send_confirmed(events)
     except Exception:
         logger.warning("outbox: publishing %d event(s) failed", len(events), exc_info=True)
-        OutboxEvent.objects.filter(pk__in=pks).update(publish_attempts=F("publish_attempts") + 1)
+        _events(pks, keys).update(publish_attempts=F("publish_attempts") + 1)
         outbox_breaker().failed()
         return 0
-    OutboxEvent.objects.filter(pk__in=pks, sent_at__isnull=True).update(
+    _events(pks, keys).filter(sent_at__isnull=True).update(
         sent_at=timezone.now(), publish_attempts=F("publish_attempts") + 1
     )
     outbox_breaker().succeeded()
     return len(events)
+
+
+def _events(pks: list[UUID], shard_keys: list[int | None]) -> QuerySet[OutboxEvent]:
+    """Return the events with these ids, also by their shard keys when every one is known.
+
+    Sharded, the outbox is partitioned by shard key: a statement by id alone asks every
+    shard (and fails while one is down); with the keys it asks only theirs.
+    """
+    events = OutboxEvent.objects.filter(pk__in=pks)
+    if shard_keys and None not in shard_keys:
+        events = events.filter(shard_key__in=set(shard_keys))
+    return events
 
 
 def _send_confirmed(events: list[OutboxEvent]) -> None:

@@ -13,15 +13,19 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from apps.core.db.remote import is_remote_server_failure
 from apps.core.http.errors import ApplicationError
 from apps.core.http.responses import error_body
 
 logger = logging.getLogger(__name__)
+# What a client is told to wait after a shard did not answer.
+SHARD_RETRY_AFTER_SECONDS = 5
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Turn application, DRF and Django errors into a JSON response with the right 4xx.
 
+    A shard the database could not reach is a 503 with ``Retry-After``.
     Anything else is left to Django, whose 500 handler also answers in JSON.
     """
     headers: dict[str, str] = {}
@@ -33,6 +37,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         # client may retry.
         logger.warning("Integrity error answered with 409", exc_info=exc)
         status, body = 409, error_body("The request conflicted with a concurrent change; retry.")
+    elif is_remote_server_failure(exc):
+        # A shard that is down or too slow: this request fails fast, others go on.
+        logger.warning("A database server did not answer; answered with 503", exc_info=exc)
+        status = 503
+        body = error_body("A database server did not answer in time; retry shortly.")
+        headers["Retry-After"] = str(SHARD_RETRY_AFTER_SECONDS)
     elif isinstance(exc, OperationalError | InterfaceError):
         # The database refused or dropped the connection, or cancelled the statement
         # (a failover, a restart, a statement timeout). The client retries: a write

@@ -11,7 +11,7 @@ from apps.core.cache import redis_client
 def test_the_cache_connections_parse_replies_with_hiredis():
     client = redis_client()
 
-    assert client is not None
+    assert isinstance(client, redis.Redis)
     assert HIREDIS_AVAILABLE is True
     # redis-py's default parser is hiredis's whenever hiredis is installed.
     parser = client.connection_pool.connection_kwargs["parser_class"]

@@ -39,7 +39,10 @@ class Command(BaseCommand):
         dry_run: bool = options["dry_run"]
         cache = tiered_cache()
         if cache.client is None and not dry_run:
-            raise CommandError("The cache is not Redis (REDIS_URL is unset); nothing to warm.")
+            raise CommandError(
+                "The cache is not Redis (REDIS_URL and REDIS_CLUSTER_NODES are unset); "
+                "nothing to warm."
+            )
         warmer = None if dry_run else Warmer(cache, kind=USER_CACHE_KIND, ttl=ttl)
         started = time.perf_counter()
         if warmer is not None:
