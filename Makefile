@@ -52,7 +52,7 @@ bench: install
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
 
 # nginx :8080 → gunicorn ×2 → PgBouncer → PostgreSQL primary + replica; Redis; RabbitMQ;
-# Celery worker + beat. Foreground; Ctrl-C stops all. Ports and data dir: STACK_* (README).
+# Celery worker + beat. Foreground; Ctrl-C stops all. Ports and data dir: STACK_* (docs/environment.md).
 stack: install
 	$(BIN)/python -m deploy.stack
 
