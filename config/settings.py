@@ -13,7 +13,7 @@ import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
-from apps.core.db.settings import postgres_database, replica_databases
+from apps.core.db.settings import postgres_database, primary_url, replica_databases
 from apps.core.redis_topology import (
     SentinelRedis,
     SingleRedis,
@@ -134,7 +134,8 @@ if DATABASE_URL:
         "pool_min": env_int("DATABASE_POOL_MIN_SIZE", 2),
         "pool_max": env_int("DATABASE_POOL_MAX_SIZE", 0),
     }
-    DATABASES = {"default": postgres_database(DATABASE_URL, **_DATABASE_POOLING)}
+    # A multi-host URL (libpq failover between servers) is accepted in either form.
+    DATABASES = {"default": postgres_database(primary_url(DATABASE_URL), **_DATABASE_POOLING)}
 else:
     DATABASES = {
         "default": {

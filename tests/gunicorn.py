@@ -74,9 +74,9 @@ def database_url_of_the_test_db() -> str:
 
 @contextmanager
 def serving(
-    tmp_path: Path, env: dict[str, str], *, config: Path | None = None
+    tmp_path: Path, env: dict[str, str], *, config: Path | None = None, workers: int = 4
 ) -> Iterator[Gunicorn]:
-    """Serve the project with four sync workers on the test database, ``env`` added.
+    """Serve the project with ``workers`` sync workers on the test database, ``env`` added.
 
     ``config`` is a gunicorn config file (e.g. deploy/gunicorn.conf.py) to serve with
     instead of gunicorn's defaults.
@@ -99,7 +99,7 @@ def serving(
     command = [
         sys.executable, "-m", "gunicorn", "config.wsgi:application",
         *(["--config", str(config)] if config is not None else []),
-        "-w", "4", "-b", f"127.0.0.1:{port}", "--backlog", "2048",
+        "-w", str(workers), "-b", f"127.0.0.1:{port}", "--backlog", "2048",
         "--log-level", "warning",
     ]  # fmt: skip
     with log.open("wb") as out:

@@ -24,6 +24,11 @@ PACKAGES = {
     "rabbitmq-server": "rabbitmq-server",
     "nginx": "nginx-light",
     "promtool": "prometheus",
+    "patroni": "patroni",
+    "patronictl": "patroni",
+    "etcd": "etcd-server",
+    "etcdctl": "etcd-client",
+    "haproxy": "haproxy",
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from loadtests.bench import edge, events, metrics_recycling, ratelimit, replicas
+from loadtests.bench import edge, events, ha_postgres, metrics_recycling, ratelimit, replicas
 from loadtests.bench.options import BenchOptions
 
 SECTIONS: dict[str, Callable[[BenchOptions], int]] = {
@@ -19,4 +19,5 @@ SECTIONS: dict[str, Callable[[BenchOptions], int]] = {
     "metrics": lambda options: metrics_recycling.run_section(),
     "events": events.section,
     "edge": edge.section,
+    "ha-postgres": ha_postgres.section,
 }

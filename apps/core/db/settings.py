@@ -7,11 +7,56 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 _WEIGHT_RE = re.compile(r"^weight=([0-9]+)$")
+
+
+def primary_url(url: str) -> str:
+    """Return DATABASE_URL in the form dj-database-url parses, multi-host included.
+
+    libpq accepts several servers, either in the query
+    (``postgres://u:p@/db?host=h1,h2&port=p1,p2``) or in the authority
+    (``postgres://u:p@h1:p1,h2:p2/db``); dj-database-url parses only the first, so the
+    second is rewritten into it. libpq tries the hosts in order and keeps the first
+    that satisfies ``target_session_attrs``; with several hosts and no such attribute
+    it would settle for a read-only standby, so ``read-write`` is added: this URL
+    names the primary. Raise ImproperlyConfigured when hosts and ports do not pair up.
+    """
+    parts = urlsplit(url)
+    userinfo, at, hostports = parts.netloc.rpartition("@")
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if "," in hostports:
+        if "host" in query:
+            raise ImproperlyConfigured(
+                "DATABASE_URL: give the hosts either after '@' or as ?host=…, not both."
+            )
+        pairs = [_split_hostport(hostport) for hostport in hostports.split(",")]
+        query["host"] = ",".join(host for host, _ in pairs)
+        if any(port for _, port in pairs):
+            query["port"] = ",".join(port or "5432" for _, port in pairs)
+        parts = parts._replace(netloc=f"{userinfo}{at}")
+    hosts = [h for h in query.get("host", "").split(",") if h] if "host" in query else []
+    if len(hosts) > 1:
+        ports = query.get("port", "").split(",") if query.get("port") else []
+        if len(ports) > 1 and len(ports) != len(hosts):
+            raise ImproperlyConfigured(
+                f"DATABASE_URL: {len(hosts)} hosts but {len(ports)} ports; give one port "
+                "for all hosts or one per host."
+            )
+        query.setdefault("target_session_attrs", "read-write")
+    return urlunsplit(parts._replace(query=urlencode(query, safe=",")))
+
+
+def _split_hostport(hostport: str) -> tuple[str, str]:
+    """Split ``h:5432`` (or ``[::1]:5432``) into host and port ("" when absent)."""
+    host, colon, port = hostport.rpartition(":")
+    if not colon or host.endswith(":") or (host.startswith("[") and not host.endswith("]")):
+        host, port = hostport, ""
+    return host.removeprefix("[").removesuffix("]"), port
 
 
 def postgres_database(
