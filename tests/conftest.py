@@ -18,8 +18,9 @@ from deploy.local.sentinel import SentinelSet
 from deploy.local.servers import Servers
 from tests.factories import PASSWORD, ProductFactory, UserFactory
 
-# The Celery worker and warehouse-server fixtures of the event tests.
-pytest_plugins = ["tests.events_worker"]
+# The Celery worker and warehouse-server fixtures of the event tests, and the session's
+# RabbitMQ cluster (started only for the tests that ask for it).
+pytest_plugins = ["tests.events_worker", "tests.rabbitmq_cluster"]
 
 
 @pytest.fixture(scope="session")

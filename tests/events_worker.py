@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -183,24 +184,37 @@ def event_worker(
     those earlier tests left in this run's queues are purged first, for the same reason.
     """
     _purge_run_queues()
-    home = tmp_path_factory.mktemp("worker")
-    email_dir = home / "emails"
-    email_dir.mkdir()
     with django_db_blocker.unblock():
         database_url = test_database_url()
+    home = tmp_path_factory.mktemp("worker")
+    with running_worker(home, worker_environment(database_url, warehouse)) as worker:
+        yield worker
+
+
+def worker_environment(database_url: str, warehouse: WarehouseServer) -> dict[str, str]:
+    """Return the environment of a test worker on ``database_url`` (this process's, plus
+    fast retries, the warehouse server, and the worker's reads on the primary)."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "DJANGO_EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-        "DJANGO_EMAIL_FILE_PATH": str(email_dir),
         "WAREHOUSE_WEBHOOK_URL": warehouse.url,
         "EVENTS_MAX_RETRIES": "3",
         "EVENTS_RETRY_BACKOFF_SECONDS": "1",
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     }
-    # The worker's reads and writes all go to the primary's test database.
     env.pop("DATABASE_REPLICA_URLS", None)
+    return env
+
+
+@contextmanager
+def running_worker(home: Path, env: dict[str, str]) -> Iterator[Worker]:
+    """Run ``celery worker`` (2 pool processes, this run's hostname) with ``env``, its
+    emails and log under ``home``; stop it (warm shutdown) when the block ends."""
+    email_dir = home / "emails"
+    email_dir.mkdir()
+    env = {**env, "DJANGO_EMAIL_FILE_PATH": str(email_dir)}
     log_path = home / "worker.log"
     log = open(log_path, "wb")  # noqa: SIM115 -- kept open for the worker's life
     popen = subprocess.Popen(
@@ -215,7 +229,7 @@ def event_worker(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
-    worker = Worker(popen, log_path, email_dir, database_url, env)
+    worker = Worker(popen, log_path, email_dir, env["DATABASE_URL"], env)
 
     def ready() -> bool:
         if popen.poll() is not None:
@@ -228,6 +242,31 @@ def event_worker(
     finally:
         stop_group(popen, 20)
         log.close()
+
+
+@contextmanager
+def running_beat(home: Path, env: dict[str, str]) -> Iterator[Path]:
+    """Run ``celery beat`` with ``env``, its schedule and log under ``home``; yield the log."""
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = home / "beat.log"
+    with log_path.open("wb") as log:
+        popen = subprocess.Popen(
+            [
+                ".venv/bin/celery", "-A", "config", "beat", "--loglevel", "INFO",
+                "--schedule", str(home / "celerybeat-schedule"),
+                "--pidfile", str(home / "beat.pid"),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield log_path
+        if popen.poll() is not None:
+            pytest.fail(f"celery beat exited:\n{log_path.read_text()[-3000:]}")
+    finally:
+        stop_group(popen, 20)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -21,6 +21,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
 
+from apps.core.events.brokers import failover_retries
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -85,7 +87,11 @@ def check_broker() -> CheckResult:
     timeout = _timeout()
     try:
         with Connection(settings.CELERY_BROKER_URL, connect_timeout=timeout) as conn:
-            conn.ensure_connection(max_retries=0, timeout=max(1, round(timeout)))
+            # A cluster's URLs: ready while any node answers (one attempt at each).
+            conn.ensure_connection(
+                max_retries=failover_retries(settings.CELERY_BROKER_URL),
+                timeout=max(1, round(timeout)),
+            )
     except Exception as exc:  # Any failure means "not ready", reported by name
         return CheckResult("broker", ok=False, detail=type(exc).__name__)
     return CheckResult("broker", ok=True, detail="ok")

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count
 
+from apps.core.events.brokers import failover_retries
 from apps.observability.celery_signals import register_scrape_gauge
 
 
@@ -28,6 +29,8 @@ def queue_lengths() -> Iterable[tuple[dict[str, str], float]]:
 
     readings = []
     with Connection(settings.CELERY_BROKER_URL, connect_timeout=2) as conn:
+        # The first node of a cluster that answers (one attempt at each URL).
+        conn.ensure_connection(max_retries=failover_retries(settings.CELERY_BROKER_URL))
         for name in _queue_names():
             count = _ready_messages(conn, name)
             if count is not None:

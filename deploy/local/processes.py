@@ -51,6 +51,17 @@ def scratch_dir(prefix: str) -> Path:
     return Path(path)
 
 
+def processes_mentioning(path: Path) -> list[str]:
+    """Return the command lines of running processes that mention ``path`` (leak checks)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            command = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if str(path) in command:
+                found.append(command)
+    return found
+
+
 def stop_group(
     popen: subprocess.Popen[bytes], timeout: float = 20, stop_signal: int = signal.SIGTERM
 ) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 from deploy.local import postgres, rabbitmq, redis
 from deploy.local.processes import (
     Process,
-    ServerError,
     free_port,
     port_open,
     scratch_dir,
@@ -109,7 +108,7 @@ class Servers:
 
         With ``port`` (after ``stop_server(name)``), start the same node again there.
         """
-        binary, as_user = rabbitmq.server()
+        _, as_user = rabbitmq.server()
         home = self.root / name
         home.mkdir(exist_ok=port is not None)
         port, dist_port = port or free_port(), free_port()
@@ -120,24 +119,7 @@ class Servers:
         }
         files = {"enabled_plugins": "[].\n", "rabbitmq.conf": "loopback_users = none\n"}
         rabbitmq.prepare_home(home, files, as_user)
-        log = open(home / "server.log", "wb")  # noqa: SIM115 -- kept open for the server's life
-        popen = subprocess.Popen(  # noqa: S603 -- the server script, no arguments
-            [binary],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            user=as_user,
-            cwd=home,
-            start_new_session=True,
-        )
-        self.processes.append(Process(name, popen))
-
-        def ready() -> bool:
-            if popen.poll() is not None:
-                raise ServerError(f"{name} exited; see {home / 'server.log'}")
-            return port_open("127.0.0.1", port)
-
-        wait_until(ready, 90, name)
+        self.processes.append(rabbitmq.launch(name, home, env, port))
         return f"amqp://guest:guest@127.0.0.1:{port}//"
 
 

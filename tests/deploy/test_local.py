@@ -3,7 +3,6 @@ leaving nothing behind, as on a machine where none runs."""
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import shutil
 from pathlib import Path
@@ -14,7 +13,7 @@ import redis
 from kombu import Connection
 
 from deploy.local import binaries, postgres
-from deploy.local.processes import ServerError, port_open, wait_until
+from deploy.local.processes import ServerError, port_open, processes_mentioning, wait_until
 from deploy.local.servers import Servers
 
 
@@ -27,17 +26,6 @@ def _execute(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[
 def _scalar(url: str, sql: str, params: tuple[object, ...] = ()) -> object:
     [(value,)] = _execute(url, sql, params)
     return value
-
-
-def _processes_under(path: Path) -> list[str]:
-    """Return the command lines of running processes that mention ``path``."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        with contextlib.suppress(OSError):
-            command = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if str(path) in command:
-                found.append(command)
-    return found
 
 
 def test_private_servers_start_answer_and_leave_nothing_behind():
@@ -71,7 +59,7 @@ def test_private_servers_start_answer_and_leave_nothing_behind():
 
     assert not servers.root.exists()
     assert [port for port in ports if port_open("127.0.0.1", port)] == []
-    assert _processes_under(servers.root) == []
+    assert processes_mentioning(servers.root) == []
 
 
 def test_a_stopped_postgres_restarts_on_its_port_with_its_data(private_servers: Servers) -> None:

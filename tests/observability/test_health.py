@@ -103,6 +103,29 @@ def test_readyz_answers_503_naming_the_broker_when_it_is_unreachable(client, set
 
 
 @pytest.mark.django_db
+def test_readyz_broker_is_ok_while_the_first_of_a_clusters_urls_is_down(client, settings):
+    # CELERY_BROKER_URL of a cluster whose first node is dead: kombu fails over.
+    dead = f"amqp://guest:guest@127.0.0.1:{_closed_port()}//"
+    settings.CELERY_BROKER_URL = f"{dead};{settings.CELERY_BROKER_URL}"
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json()["checks"]["broker"] == {"ok": True, "detail": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_names_the_broker_when_every_url_of_the_cluster_is_down(client, settings):
+    urls = [f"amqp://guest:guest@127.0.0.1:{_closed_port()}//" for _ in range(3)]
+    settings.CELERY_BROKER_URL = ";".join(urls)
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["broker"]["ok"] is False
+
+
+@pytest.mark.django_db
 def test_readyz_answers_503_naming_the_cache_when_it_is_unreachable(client):
     unreachable = _unreachable_redis_caches(_closed_port())
 

@@ -25,6 +25,7 @@ from kombu.message import Message
 
 from apps.core.events.correlation import CORRELATION_HEADER
 from apps.core.events.dead_letters import dead_letter_record
+from apps.core.events.delayed_delivery import CELERY_STEP, CLUSTER_STEP
 from apps.core.events.models import ProcessedEvent
 
 logger = logging.getLogger(__name__)
@@ -152,8 +153,16 @@ class DeadLetteringConsumer(Consumer):
     """The worker's consumer, rejecting undecodable messages to the dead-letter exchange.
 
     Celery acks such a message (it is gone); rejecting without requeue routes it to the
-    queue's dead-letter exchange, where ``dead_letters_drain`` keeps it.
+    queue's dead-letter exchange, where ``dead_letters_drain`` keeps it. Its delayed
+    delivery is set up once per cluster, not once per URL (apps/core/events/delayed_delivery.py).
     """
+
+    # celery-types types Consumer.Blueprint as an attribute; at run time it is the class.
+    class Blueprint(Consumer.Blueprint):  # type: ignore[misc,valid-type]
+        default_steps = [
+            CLUSTER_STEP if step == CELERY_STEP else step
+            for step in Consumer.Blueprint.default_steps
+        ]
 
     def on_decode_error(self, message: Message, exc: Exception) -> None:
         logger.error(

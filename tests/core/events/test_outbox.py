@@ -243,44 +243,24 @@ def test_registered_sweep_task_publishes_what_was_left_unsent(unreachable_broker
 # Last in the module: the worker it starts stays up until the module ends.
 @pytest.mark.django_db(transaction=True)
 def test_celery_beat_runs_the_outbox_sweep_on_its_schedule(event_worker, tmp_path):
-    import os
-    import signal
-    import subprocess
     from datetime import timedelta
 
     from django.utils import timezone
 
-    from tests.events_worker import wait_for
+    from tests.events_worker import running_beat, wait_for
 
     with transaction.atomic():
         # A type no task consumes: the sweep only has to publish it and mark it sent.
         event = OutboxEvent.objects.create(event_type="test.beat", payload={"n": 5})
     OutboxEvent.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(minutes=1))
-    log_path = tmp_path / "beat.log"
-    with log_path.open("wb") as log:
-        beat = subprocess.Popen(
-            [
-                ".venv/bin/celery", "-A", "config", "beat", "--loglevel", "INFO",
-                "--schedule", str(tmp_path / "celerybeat-schedule"),
-                "--pidfile", str(tmp_path / "beat.pid"),
-            ],
-            env={**event_worker.env, "OUTBOX_SWEEP_SECONDS": "1"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        try:
+    beat_env = {**event_worker.env, "OUTBOX_SWEEP_SECONDS": "1"}
+    with running_beat(tmp_path / "beat", beat_env) as log_path:
 
-            def sent() -> bool:
-                if beat.poll() is not None:
-                    pytest.fail(f"celery beat exited:\n{log_path.read_text()[-3000:]}")
-                event.refresh_from_db()
-                return event.sent_at is not None
+        def sent() -> bool:
+            event.refresh_from_db()
+            return event.sent_at is not None
 
-            wait_for(sent, 60, "beat's sweep to publish the event")
-        finally:
-            os.killpg(beat.pid, signal.SIGTERM)
-            beat.wait(20)
+        wait_for(sent, 60, "beat's sweep to publish the event")
 
     assert "Sending due task outbox-sweep (core.outbox_sweep)" in log_path.read_text()
     assert event.publish_attempts == 1
