@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from deploy.local.patroni import PatroniCluster, PatroniSettings, start_cluster
 from deploy.local.processes import ServerError
@@ -38,24 +39,29 @@ class Engines:
         sentinels = SentinelSet(self.root / "redis")
         rabbitmq = RabbitMQCluster(self.root / "rabbitmq")
         self.root.joinpath("rabbitmq").chmod(0o755)
+        interrupted: BaseException | None = None
         with ThreadPoolExecutor(max_workers=3) as pool:
             patroni = pool.submit(
                 start_cluster, self.root / "patroni", settings=self.settings, durable=durable
             )
             redis = pool.submit(sentinels.start)
             broker = pool.submit(rabbitmq.start)
-            errors: list[BaseException] = []
-            for future in (patroni, redis, broker):
-                error = future.exception()
-                if error is not None:
-                    errors.append(error)
+            while True:
+                # A Ctrl-C meanwhile waits for every launcher: what they start is stopped.
+                try:
+                    futures: list[Future[Any]] = [patroni, redis, broker]
+                    wait(futures)
+                    break
+                except BaseException as error:  # noqa: BLE001 -- re-raised below
+                    interrupted = interrupted or error
         # Each launcher stops what it started when it fails itself.
         self.patroni = patroni.result() if patroni.exception() is None else None
         self.sentinels = sentinels if redis.exception() is None else None
         self.rabbitmq = rabbitmq if broker.exception() is None else None
-        if errors:
+        errors = [e for f in (patroni, redis, broker) if (e := f.exception()) is not None]
+        if interrupted is not None or errors:
             self.stop()
-            raise errors[0]
+            raise interrupted or errors[0]
         return self
 
     def stack_environment(self) -> dict[str, str]:
