@@ -9,6 +9,7 @@ and names the variables with which ``python -m deploy.stack`` runs the app tier 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -37,7 +38,8 @@ class Engines:
         self.root.mkdir(parents=True)
         self.root.chmod(0o755)  # servers running as postgres / rabbitmq traverse it
         sentinels = SentinelSet(self.root / "redis")
-        rabbitmq = RabbitMQCluster(self.root / "rabbitmq")
+        # Node names of their own: a drill and a stack may run side by side.
+        rabbitmq = RabbitMQCluster(self.root / "rabbitmq", prefix=f"hs{os.getpid()}n")
         self.root.joinpath("rabbitmq").chmod(0o755)
         interrupted: BaseException | None = None
         with ThreadPoolExecutor(max_workers=3) as pool:
