@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             for fault in faults(settings.ttl):
                 rows.append(_inject(engines, load, fault, settle))
         load.stop()
-        _verify(engines, load.orders, rows)
+        _verify(engines, load.orders, rows, PENDING_TIMEOUT / 2 if args.short else PENDING_TIMEOUT)
     except ServerError as error:
         print(f"failover drill: {error}", file=sys.stderr)
         return 2
@@ -154,7 +154,7 @@ def _inject(engines: Engines, load: OrderLoad, fault: Fault, settle: float) -> R
     return Row(fault, engine_seconds, window, len(failures), 0, start=started)
 
 
-def _verify(engines: Engines, orders: list[Order], rows: list[Row]) -> None:
+def _verify(engines: Engines, orders: list[Order], rows: list[Row], wait: float) -> None:
     """Look every order up in the database, once nothing is pending any more."""
     patroni, _, _ = engines.running()
     acknowledged = {o.key: o.order_id for o in orders if o.order_id is not None}
@@ -169,7 +169,7 @@ def _verify(engines: Engines, orders: list[Order], rows: list[Row]) -> None:
             ).fetchall()
         return {key: (int(n), int(pending)) for key, n, pending in found}
 
-    deadline = time.monotonic() + PENDING_TIMEOUT
+    deadline = time.monotonic() + wait
     found = counts()
     while any(p for _, p in found.values()) and time.monotonic() < deadline:
         time.sleep(1)
