@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.deploy.test_stack import APP_VARIABLES, _commands_mentioning
 from tests.deploy.test_stack_ha import ENGINE_VARIABLES
 
@@ -30,6 +32,8 @@ FAULTS = (
 )
 
 
+# The whole drill, start to verdict, runs longer than the suite's default per-test limit.
+@pytest.mark.timeout(900)
 def test_the_short_drill_loses_and_duplicates_no_order_and_leaves_nothing_running() -> None:
     base = Path(tempfile.mkdtemp(prefix="highscale-drill-"))
     base.chmod(0o755)  # the engines run as postgres and rabbitmq inside it
