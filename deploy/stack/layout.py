@@ -79,6 +79,9 @@ class Layout:
     postgres_fsync: bool
     # An AMQP URL to use instead of a RabbitMQ of the stack's own.
     broker_url: str
+    # The data engines are run by another launcher (``make stack-ha``): PostgreSQL at the
+    # two ports (HAProxy's), Redis named by REDIS_SENTINELS, the broker at broker_url.
+    external_engines: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Layout:
@@ -111,6 +114,7 @@ class Layout:
             queue_prefix=environ.get("EVENTS_QUEUE_PREFIX") or DEFAULT_QUEUE_PREFIX,
             postgres_fsync=fsync == "on",
             broker_url=environ.get("STACK_BROKER_URL", ""),
+            external_engines=environ.get("STACK_EXTERNAL_ENGINES", "") == "1",
         )
 
     # --- directories ------------------------------------------------------------------
@@ -153,6 +157,11 @@ class Layout:
         return self.var / "prometheus" / name
 
     # --- URLs -------------------------------------------------------------------------
+
+    @property
+    def own_data(self) -> bool:
+        """Whether the stack runs its own PostgreSQL servers and Redis."""
+        return not self.external_engines
 
     @property
     def own_broker(self) -> bool:

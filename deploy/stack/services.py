@@ -62,24 +62,38 @@ def app_env(layout: Layout, secret_key: str) -> dict[str, str]:
         "DJANGO_CSRF_COOKIE_SECURE": given.get("DJANGO_CSRF_COOKIE_SECURE") or "false",
         "DJANGO_STATIC_ROOT": str(layout.static_root),
         "DATABASE_URL": layout.database_url(layout.pgbouncer_port),
-        "DATABASE_REPLICA_URLS": layout.database_url(layout.pgbouncer_replica_port),
-        "REDIS_URL": layout.redis_url,
         "CELERY_BROKER_URL": layout.broker(),
         # Only nginx may tell the app who the client is.
         "RATELIMIT_TRUSTED_PROXIES": "127.0.0.1",
         "PYTHONUNBUFFERED": "1",
+        **_data_env(layout),
+    }
+
+
+def _data_env(layout: Layout) -> dict[str, str]:
+    if layout.own_data:
+        return {
+            "DATABASE_REPLICA_URLS": layout.database_url(layout.pgbouncer_replica_port),
+            "REDIS_URL": layout.redis_url,
+        }
+    # HAProxy's replica port balances the replicas itself; Redis through its sentinels.
+    return {
+        "DATABASE_REPLICA_URLS": layout.database_url(layout.replica_port),
+        "REDIS_SENTINELS": os.environ["REDIS_SENTINELS"],
+        "REDIS_SENTINEL_MASTER": os.environ["REDIS_SENTINEL_MASTER"],
     }
 
 
 def services(layout: Layout) -> list[Service]:
     """Return every process of the stack for ``layout``."""
-    found = [
-        _postgres(layout, "postgres", layout.postgres_port, PRIMARY_TIER),
-        _postgres(layout, "replica", layout.replica_port, STORE_TIER),
-        _pgbouncer(layout, "pgbouncer", layout.postgres_port),
-        _pgbouncer(layout, "pgbouncer-replica", layout.replica_port),
-        _redis(layout),
-    ]
+    found = [_pgbouncer(layout, "pgbouncer", layout.postgres_port)]
+    if layout.own_data:
+        found += [
+            _postgres(layout, "postgres", layout.postgres_port, PRIMARY_TIER),
+            _postgres(layout, "replica", layout.replica_port, STORE_TIER),
+            _pgbouncer(layout, "pgbouncer-replica", layout.replica_port),
+            _redis(layout),
+        ]
     if layout.own_broker:
         found.append(_rabbitmq(layout))
     found += [_web(layout, index, port) for index, port in enumerate(layout.web_ports, 1)]
@@ -104,7 +118,7 @@ def _released(layout: Layout) -> Check:
 
 
 def _broker(layout: Layout) -> Check:
-    url = urlsplit(layout.broker())
+    url = urlsplit(layout.broker().split(";")[0])
     host, port = url.hostname or "127.0.0.1", url.port or 5672
     return (f"RabbitMQ on {host}:{port}", lambda: port_open(host, port))
 
@@ -201,7 +215,7 @@ def _web(layout: Layout, index: int, port: int) -> Service:
         waits = (
             _pg_ready(layout.postgres_port),
             _port("PgBouncer", layout.pgbouncer_port),
-            _port("Redis", layout.redis_port),
+            *((_port("Redis", layout.redis_port),) if layout.own_data else ()),
             _broker(layout),
         )
         prepare: Callable[[], None] | None = _release(layout)

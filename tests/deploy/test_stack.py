@@ -104,6 +104,8 @@ class Stack:
     runs: int = 0
     seen_pids: set[int] = field(default_factory=set)
     users: list[str] = field(default_factory=list)
+    target: str = "stack"
+    start_timeout: float = START_TIMEOUT
 
     @property
     def url(self) -> str:
@@ -121,7 +123,7 @@ class Stack:
         log = open(self.log_path, "wb")  # noqa: SIM115 -- kept open for the stack's life
         # `-o install`: the test runs in the installed venv; no package install mid-run.
         self.popen = subprocess.Popen(
-            ["make", "--no-print-directory", "-o", "install", "stack"],
+            ["make", "--no-print-directory", "-o", "install", self.target],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -138,7 +140,7 @@ class Stack:
                 return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
             return False
 
-        wait_for(healthy, START_TIMEOUT, "nginx → gunicorn to answer /healthz")
+        wait_for(healthy, self.start_timeout, "nginx → gunicorn to answer /healthz")
 
     def interrupt(self) -> int:
         """Press Ctrl-C: SIGINT to the process group of ``make stack``; return its status."""
