@@ -240,11 +240,19 @@ class Drill:
             connection.execute("ALTER SYSTEM SET synchronous_commit = 'remote_apply'")
             connection.execute("SELECT pg_reload_conf()")
             connection.execute("SET synchronous_commit = 'remote_apply'")
+
+            # The reload reaches the walsender a moment later: wait for it to say so.
+            def synchronous() -> bool:
+                row = connection.execute("SELECT sync_state FROM pg_stat_replication").fetchone()
+                return bool(row and row[0] == "sync")
+
+            try:
+                wait_until(synchronous, 30, "r2 becoming r1's synchronous standby")
+            except ServerError as exc:
+                row = connection.execute("SELECT sync_state FROM pg_stat_replication").fetchone()
+                raise ServerError(f"r2 is not r1's synchronous standby (sync_state {row})") from exc
             # Commits now wait for r2: one that returns proves the setting is live.
             connection.execute("CREATE TABLE IF NOT EXISTS region_drill_sync_probe (x int)")
-            row = connection.execute("SELECT sync_state FROM pg_stat_replication").fetchone()
-            if not row or row[0] != "sync":
-                raise ServerError(f"r2 is not r1's synchronous standby (sync_state {row})")
             self.measure_commits(connection)
 
     def measure_commits(self, connection: psycopg.Connection[tuple[object, ...]]) -> None:

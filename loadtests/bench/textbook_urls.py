@@ -105,7 +105,8 @@ class OrderSerializer(serializers.ModelSerializer[Order]):
                 **validated_data,
             )
             OrderLine.objects.bulk_create(
-                OrderLine(order=order, unit_price=line["product"].price, **line) for line in lines
+                OrderLine(order=order, owner=order.owner, unit_price=line["product"].price, **line)
+                for line in lines
             )
         return order
 

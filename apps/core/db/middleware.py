@@ -70,16 +70,11 @@ class ReplicaRoutingMiddleware:
         self, request: HttpRequest, exception: Exception
     ) -> HttpResponseBase | None:
         """Serve a safe request again from the primary when its replica failed under it."""
+        if not replica_failed_under(request, exception):
+            return None
         state = current_state()
-        alias = state.replica if state else None
-        if (
-            state is None
-            or alias is None
-            or state.wrote
-            or request.method not in _SAFE_METHODS
-            or not isinstance(exception, OperationalError | InterfaceError)
-            or not connections[alias].errors_occurred
-        ):
+        alias = state.replica if state is not None else None
+        if state is None or alias is None:
             return None
         monitor.mark_down(alias, f"{type(exception).__name__} during a request")
         connections[alias].close_if_unusable_or_obsolete()
@@ -88,3 +83,19 @@ class ReplicaRoutingMiddleware:
         view_func, view_args, view_kwargs = getattr(request, REPLICA_VIEW_ATTRIBUTE)
         response: HttpResponseBase = view_func(request, *view_args, **view_kwargs)
         return response
+
+
+def replica_failed_under(request: HttpRequest, exception: BaseException) -> bool:
+    """Return whether ``exception`` is the request's replica failing under a safe read,
+    which ``ReplicaRoutingMiddleware`` serves again from the primary (so the API's
+    exception handler lets it through instead of answering it)."""
+    state = current_state()
+    alias = state.replica if state else None
+    return (
+        state is not None
+        and alias is not None
+        and not state.wrote
+        and request.method in _SAFE_METHODS
+        and isinstance(exception, OperationalError | InterfaceError)
+        and connections[alias].errors_occurred
+    )

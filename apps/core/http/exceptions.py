@@ -13,6 +13,7 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from apps.core.db.middleware import replica_failed_under
 from apps.core.db.remote import is_remote_server_failure
 from apps.core.http.errors import ApplicationError
 from apps.core.http.responses import error_body
@@ -44,6 +45,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         body = error_body("A database server did not answer in time; retry shortly.")
         headers["Retry-After"] = str(SHARD_RETRY_AFTER_SECONDS)
     elif isinstance(exc, OperationalError | InterfaceError):
+        if replica_failed_under(context["request"], exc):
+            return None  # read again from the primary by the routing middleware
         # The database refused or dropped the connection, or cancelled the statement
         # (a failover, a restart, a statement timeout). The client retries: a write
         # carries its Idempotency-Key, so one lost at COMMIT is replayed, not repeated.

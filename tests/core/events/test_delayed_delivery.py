@@ -57,7 +57,10 @@ def test_delayed_delivery_is_declared_through_the_next_url_when_the_first_is_dea
         step.start(consumer)
 
     # Celery's own step warns of (and retries) the dead URL; this one goes on at once.
-    assert [record.getMessage() for record in caplog.records] == []
+    # (A queue another test made on the fly by name has a direct exchange, which
+    # Celery's delayed delivery warns of: not this step's business.)
+    messages = [record.getMessage() for record in caplog.records]
+    assert [m for m in messages if "is a direct exchange" not in m] == []
     with Connection(first_node_dead) as conn:
         channel: Any = conn.channel()
         # Passive: fails unless the topology exists on the live node.
