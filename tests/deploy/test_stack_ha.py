@@ -52,7 +52,15 @@ def test_on_external_engines_the_stack_runs_only_its_pooler_and_the_app(
     names = [service.name for service in services(layout)]
     env = app_env(layout, "secret")
 
-    assert sorted(names) == ["beat", "nginx", "pgbouncer", "web1", "web2", "worker"]
+    assert sorted(names) == [
+        "beat",
+        "nginx",
+        "pgbouncer",
+        "web1",
+        "web2",
+        "webhook-worker",
+        "worker",
+    ]
     pooler = next(s for s in services(layout) if s.name == "pgbouncer")
     assert pooler.waits_for[0][0] == "PostgreSQL on port 7001"
     assert env["DATABASE_URL"].endswith(f":{layout.pgbouncer_port}/highscale")
