@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from deploy.local import postgres, rabbitmq, redis
+from deploy.local import postgres, rabbitmq, redis, redis_cluster
 from deploy.local.binaries import find_binary
 from deploy.local.postgres import PostgresServer
 from deploy.local.processes import port_open
-from deploy.stack.layout import ROOT, Layout, run, venv_bin
+from deploy.stack.layout import CLUSTER_MASTERS, ROOT, Layout, run, venv_bin
 from deploy.workers import FAST, POOLS, WorkerPool
 
 # (what is awaited, the check) — a process starts once every check of its list passes.
@@ -51,7 +51,7 @@ def app_env(layout: Layout, secret_key: str) -> dict[str, str]:
     """Return the environment of the Django processes (the contract's variables)."""
     origins = f"http://127.0.0.1:{layout.nginx_port},http://localhost:{layout.nginx_port}"
     given = os.environ
-    return {
+    env = {
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": given.get("DJANGO_SECRET_KEY") or secret_key,
@@ -69,6 +69,19 @@ def app_env(layout: Layout, secret_key: str) -> dict[str, str]:
         "RATELIMIT_TRUSTED_PROXIES": "127.0.0.1",
         "PYTHONUNBUFFERED": "1",
     }
+    if layout.sharded:
+        # The cluster replaces the single Redis.
+        del env["REDIS_URL"]
+        env.update(_sharded_env(layout))
+    return env
+
+
+def _sharded_env(layout: Layout) -> dict[str, str]:
+    """Return what make stack-sharded adds: the shard servers and the Redis Cluster."""
+    return {
+        "DATABASE_SHARD_URLS": ",".join(layout.shard_urls),
+        "REDIS_CLUSTER_NODES": layout.redis_cluster_nodes,
+    }
 
 
 def services(layout: Layout) -> list[Service]:
@@ -78,8 +91,15 @@ def services(layout: Layout) -> list[Service]:
         _postgres(layout, "replica", layout.replica_port, STORE_TIER),
         _pgbouncer(layout, "pgbouncer", layout.postgres_port),
         _pgbouncer(layout, "pgbouncer-replica", layout.replica_port),
-        _redis(layout),
     ]
+    if layout.sharded:
+        found += [
+            _postgres(layout, f"shard{number}", port, PRIMARY_TIER)
+            for number, port in enumerate(layout.shard_ports, 1)
+        ]
+        found += [_redis_cluster_node(layout, port) for port in layout.redis_cluster_ports]
+    else:
+        found.append(_redis(layout))
     if layout.own_broker:
         found.append(_rabbitmq(layout))
     found += [_web(layout, index, port) for index, port in enumerate(layout.web_ports, 1)]
@@ -117,7 +137,7 @@ def _postgres(layout: Layout, name: str, port: int, tier: int) -> Service:
     if not layout.postgres_fsync:
         settings.update(postgres.NO_FSYNC)
     server = PostgresServer(name, layout.postgres_home(name), port, settings)
-    if name == "postgres":
+    if name != "replica":
         waits: tuple[Check, ...] = ()
         prepare = _initdb(server.data)
     else:
@@ -164,6 +184,18 @@ def _redis(layout: Layout) -> Service:
     return Service("redis", STORE_TIER, command)
 
 
+def _redis_cluster_node(layout: Layout, port: int) -> Service:
+    home = layout.redis_node_home(port)
+    command = redis_cluster.command(port, layout.cluster_bus_port(port), home, node_timeout_ms=2000)
+    return Service(f"redis-node-{port}", STORE_TIER, command)
+
+
+def _form_redis_cluster(layout: Layout) -> None:
+    """Form the Redis Cluster of the stack's nodes once (later runs reuse their nodes.conf)."""
+    nodes = [(port, layout.cluster_bus_port(port)) for port in layout.redis_cluster_ports]
+    redis_cluster.LocalRedisCluster.form_supervised(nodes, masters=CLUSTER_MASTERS)
+
+
 def _rabbitmq(layout: Layout) -> Service:
     binary, user = rabbitmq.server()
     node = f"highscale-stack-{layout.rabbitmq_port}@localhost"
@@ -201,7 +233,7 @@ def _web(layout: Layout, index: int, port: int) -> Service:
         waits = (
             _pg_ready(layout.postgres_port),
             _port("PgBouncer", layout.pgbouncer_port),
-            _port("Redis", layout.redis_port),
+            *_stores(layout),
             _broker(layout),
         )
         prepare: Callable[[], None] | None = _release(layout)
@@ -214,10 +246,22 @@ def _web(layout: Layout, index: int, port: int) -> Service:
     )  # fmt: skip
 
 
+def _stores(layout: Layout) -> tuple[Check, ...]:
+    """Return the checks of Redis and, on the sharded stack, of the shards and cluster nodes."""
+    if not layout.sharded:
+        return (_port("Redis", layout.redis_port),)
+    return (
+        *(_pg_ready(port) for port in layout.shard_ports),
+        *(_port("Redis Cluster node", port) for port in layout.redis_cluster_ports),
+    )
+
+
 def _release(layout: Layout) -> Callable[[], None]:
     """Return the one-off step run before the app starts (see deploy/stack/release.py)."""
 
     def release() -> None:
+        if layout.sharded:
+            _form_redis_cluster(layout)
         env = {**os.environ, "DATABASE_URL": layout.database_url(layout.postgres_port)}
         env.pop("DATABASE_REPLICA_URLS", None)
         run([_python(), "-m", "deploy.stack.release"], check=True, env=env, cwd=ROOT)
