@@ -1,7 +1,7 @@
 """Settings for highscale, driven by the environment.
 
 Every setting has a safe development default; production differs only by environment
-(see the README's environment table). With no environment at all the project runs on an
+(see docs/environment.md). With no environment at all the project runs on an
 embedded SQLite file under ``var/``, a local-memory cache and in-process tasks.
 """
 

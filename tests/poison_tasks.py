@@ -58,3 +58,20 @@ def slow_note(marker_path: str, seconds: float) -> None:
 @shared_task(base=ReliableTask, name="tests.outbox_consumer", ignore_result=True)
 def outbox_consumer(event_id: str, n: int) -> None:
     """Consume the outbox tests' ``test.consumed`` events: nothing to do."""
+
+
+@shared_task(base=ReliableTask, name="tests.lose_db_connection_once", ignore_result=True)
+def lose_db_connection_once(marker_path: str) -> None:
+    """On the first attempt, have PostgreSQL end this task's session (as a failover does)."""
+    from django.db import connection
+
+    with open(marker_path, "a") as marker:
+        marker.write("attempt\n")
+    with open(marker_path) as marker:
+        first = marker.read().count("attempt") == 1
+    with connection.cursor() as cursor:
+        if first:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        cursor.execute("SELECT 1")
+    with open(marker_path, "a") as marker:
+        marker.write("done\n")

@@ -1,6 +1,6 @@
 """Which Redis this deployment runs on, and the clients every Redis user builds from it.
 
-The environment names one topology (see the README's environment table):
+The environment names one topology (see docs/environment.md):
 
 - ``REDIS_URL``: one server (``SingleRedis``);
 - ``REDIS_SENTINELS`` + ``REDIS_SENTINEL_MASTER``: a master and its replicas watched by

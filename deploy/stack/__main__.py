@@ -104,11 +104,7 @@ def _refuse_a_running_stack(layout: Layout) -> None:
 def _refuse_busy_ports(layout: Layout) -> None:
     ports = {
         "STACK_NGINX_PORT": layout.nginx_port,
-        "STACK_POSTGRES_PORT": layout.postgres_port,
-        "STACK_REPLICA_PORT": layout.replica_port,
         "STACK_PGBOUNCER_PORT": layout.pgbouncer_port,
-        "STACK_PGBOUNCER_REPLICA_PORT": layout.pgbouncer_replica_port,
-        "STACK_REDIS_PORT": layout.redis_port,
         "STACK_WORKER_METRICS_PORT": layout.worker_metrics_port,
         "STACK_WEBHOOK_WORKER_METRICS_PORT": layout.webhook_worker_metrics_port,
         **{f"STACK_WEB_PORTS ({port})": port for port in layout.web_ports},
@@ -119,8 +115,12 @@ def _refuse_busy_ports(layout: Layout) -> None:
             for port in layout.redis_cluster_ports
         },
     }
-    if layout.sharded:
-        del ports["STACK_REDIS_PORT"]
+    if layout.own_data:
+        ports["STACK_POSTGRES_PORT"] = layout.postgres_port
+        ports["STACK_REPLICA_PORT"] = layout.replica_port
+        ports["STACK_PGBOUNCER_REPLICA_PORT"] = layout.pgbouncer_replica_port
+        if not layout.sharded:
+            ports["STACK_REDIS_PORT"] = layout.redis_port
     if layout.own_broker:
         ports["STACK_RABBITMQ_PORT"] = layout.rabbitmq_port
     busy = [f"{name}={port}" for name, port in ports.items() if port_open("127.0.0.1", port)]
@@ -135,17 +135,15 @@ def _prepare(layout: Layout) -> None:
     layout.var.chmod(0o755)
     _refuse_data_postgres_cannot_reach(layout)
     layout.run_dir.mkdir(parents=True, exist_ok=True)
-    shards = [f"shard{number}" for number, _ in enumerate(layout.shard_ports, 1)]
-    for name in ("postgres", "replica", *shards):
-        owned_dir(layout.postgres_home(name))
-    for name, port in (
-        ("pgbouncer", layout.postgres_port),
-        ("pgbouncer-replica", layout.replica_port),
-    ):
-        _write_pgbouncer(layout, name, port)
-    layout.redis_home.mkdir(exist_ok=True)
-    for port in layout.redis_cluster_ports:
-        layout.redis_node_home(port).mkdir(exist_ok=True)
+    _write_pgbouncer(layout, "pgbouncer", layout.postgres_port)
+    if layout.own_data:
+        shards = [f"shard{number}" for number, _ in enumerate(layout.shard_ports, 1)]
+        for name in ("postgres", "replica", *shards):
+            owned_dir(layout.postgres_home(name))
+        _write_pgbouncer(layout, "pgbouncer-replica", layout.replica_port)
+        layout.redis_home.mkdir(exist_ok=True)
+        for port in layout.redis_cluster_ports:
+            layout.redis_node_home(port).mkdir(exist_ok=True)
     if layout.own_broker:
         _prepare_rabbitmq(layout)
     workers = [pool.name for pool in POOLS]

@@ -107,6 +107,10 @@ class Layout:
         """Return a Redis Cluster node's node-to-node port."""
         return port + 10000
 
+    # The data engines are run by another launcher (``make stack-ha``): PostgreSQL at the
+    # two ports (HAProxy's), Redis named by REDIS_SENTINELS, the broker at broker_url.
+    external_engines: bool = False
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Layout:
         """Read the layout from ``STACK_*`` variables, defaults for those unset."""
@@ -141,6 +145,7 @@ class Layout:
             broker_url=environ.get("STACK_BROKER_URL", ""),
             shard_ports=_ports(environ, "STACK_SHARD_PORTS") if sharded else (),
             redis_cluster_ports=cluster_ports,
+            external_engines=environ.get("STACK_EXTERNAL_ENGINES", "") == "1",
         )
 
     # --- directories ------------------------------------------------------------------
@@ -186,6 +191,11 @@ class Layout:
         return self.var / "prometheus" / name
 
     # --- URLs -------------------------------------------------------------------------
+
+    @property
+    def own_data(self) -> bool:
+        """Whether the stack runs its own PostgreSQL servers and Redis."""
+        return not self.external_engines
 
     @property
     def own_broker(self) -> bool:

@@ -51,7 +51,7 @@ def app_env(layout: Layout, secret_key: str) -> dict[str, str]:
     """Return the environment of the Django processes (the contract's variables)."""
     origins = f"http://127.0.0.1:{layout.nginx_port},http://localhost:{layout.nginx_port}"
     given = os.environ
-    env = {
+    return {
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": given.get("DJANGO_SECRET_KEY") or secret_key,
@@ -62,18 +62,28 @@ def app_env(layout: Layout, secret_key: str) -> dict[str, str]:
         "DJANGO_CSRF_COOKIE_SECURE": given.get("DJANGO_CSRF_COOKIE_SECURE") or "false",
         "DJANGO_STATIC_ROOT": str(layout.static_root),
         "DATABASE_URL": layout.database_url(layout.pgbouncer_port),
-        "DATABASE_REPLICA_URLS": layout.database_url(layout.pgbouncer_replica_port),
-        "REDIS_URL": layout.redis_url,
         "CELERY_BROKER_URL": layout.broker(),
         # Only nginx may tell the app who the client is.
         "RATELIMIT_TRUSTED_PROXIES": "127.0.0.1",
         "PYTHONUNBUFFERED": "1",
+        **_data_env(layout),
     }
-    if layout.sharded:
-        # The cluster replaces the single Redis.
-        del env["REDIS_URL"]
-        env.update(_sharded_env(layout))
-    return env
+
+
+def _data_env(layout: Layout) -> dict[str, str]:
+    if layout.own_data:
+        # make stack-sharded: the cluster replaces the single Redis.
+        cache = _sharded_env(layout) if layout.sharded else {"REDIS_URL": layout.redis_url}
+        return {
+            "DATABASE_REPLICA_URLS": layout.database_url(layout.pgbouncer_replica_port),
+            **cache,
+        }
+    # HAProxy's replica port balances the replicas itself; Redis through its sentinels.
+    return {
+        "DATABASE_REPLICA_URLS": layout.database_url(layout.replica_port),
+        "REDIS_SENTINELS": os.environ["REDIS_SENTINELS"],
+        "REDIS_SENTINEL_MASTER": os.environ["REDIS_SENTINEL_MASTER"],
+    }
 
 
 def _sharded_env(layout: Layout) -> dict[str, str]:
@@ -86,19 +96,20 @@ def _sharded_env(layout: Layout) -> dict[str, str]:
 
 def services(layout: Layout) -> list[Service]:
     """Return every process of the stack for ``layout``."""
-    found = [
-        _postgres(layout, "postgres", layout.postgres_port, PRIMARY_TIER),
-        _postgres(layout, "replica", layout.replica_port, STORE_TIER),
-        _pgbouncer(layout, "pgbouncer", layout.postgres_port),
-        _pgbouncer(layout, "pgbouncer-replica", layout.replica_port),
-    ]
-    if layout.sharded:
+    found = [_pgbouncer(layout, "pgbouncer", layout.postgres_port)]
+    if layout.own_data:
+        found += [
+            _postgres(layout, "postgres", layout.postgres_port, PRIMARY_TIER),
+            _postgres(layout, "replica", layout.replica_port, STORE_TIER),
+            _pgbouncer(layout, "pgbouncer-replica", layout.replica_port),
+        ]
+    if layout.own_data and layout.sharded:
         found += [
             _postgres(layout, f"shard{number}", port, PRIMARY_TIER)
             for number, port in enumerate(layout.shard_ports, 1)
         ]
         found += [_redis_cluster_node(layout, port) for port in layout.redis_cluster_ports]
-    else:
+    elif layout.own_data:
         found.append(_redis(layout))
     if layout.own_broker:
         found.append(_rabbitmq(layout))
@@ -124,7 +135,7 @@ def _released(layout: Layout) -> Check:
 
 
 def _broker(layout: Layout) -> Check:
-    url = urlsplit(layout.broker())
+    url = urlsplit(layout.broker().split(";")[0])
     host, port = url.hostname or "127.0.0.1", url.port or 5672
     return (f"RabbitMQ on {host}:{port}", lambda: port_open(host, port))
 
@@ -233,7 +244,7 @@ def _web(layout: Layout, index: int, port: int) -> Service:
         waits = (
             _pg_ready(layout.postgres_port),
             _port("PgBouncer", layout.pgbouncer_port),
-            *_stores(layout),
+            *(_stores(layout) if layout.own_data else ()),
             _broker(layout),
         )
         prepare: Callable[[], None] | None = _release(layout)

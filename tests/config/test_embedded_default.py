@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,8 +12,7 @@ from decimal import Decimal
 import pytest
 import requests
 
-from deploy.local.processes import ServerError, free_port, wait_until
-from tests.config.subprocess_env import ROOT, embedded_environment, manage
+from tests.config.subprocess_env import embedded_environment, manage, runserver
 
 ADMIN_CREATED = "Admin: http://127.0.0.1:8000/admin/ — user admin, password admin\n"
 ADMIN_KEPT = "Admin: http://127.0.0.1:8000/admin/ — user admin exists already; left unchanged.\n"
@@ -49,36 +47,8 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRun]:
         "admin": manage(env, "ensure_demo_admin"),
         "admin again": manage(env, "ensure_demo_admin"),
     }
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log_path = home / "runserver.log"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-
-            def up() -> bool:
-                if server.poll() is not None:
-                    raise ServerError(f"runserver exited: {log_path.read_text()}")
-                try:
-                    return requests.get(f"{base_url}/healthz", timeout=1).status_code == 200
-                except requests.ConnectionError:
-                    return False
-
-            wait_until(up, 60, "runserver")
-            yield EmbeddedRun(base_url=base_url, outputs=outputs)
-        finally:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(5)
+    with runserver(env, home / "runserver.log") as base_url:
+        yield EmbeddedRun(base_url=base_url, outputs=outputs)
 
 
 def test_make_run_steps_succeed_on_an_empty_embedded_database(embedded):

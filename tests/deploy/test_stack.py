@@ -106,6 +106,7 @@ class Stack:
     seen_pids: set[int] = field(default_factory=set)
     users: list[str] = field(default_factory=list)
     target: str = "stack"
+    start_timeout: float = START_TIMEOUT
 
     @property
     def url(self) -> str:
@@ -142,7 +143,7 @@ class Stack:
                 return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
             return False
 
-        wait_for(healthy, START_TIMEOUT, "nginx → gunicorn to answer /healthz")
+        wait_for(healthy, self.start_timeout, "nginx → gunicorn to answer /healthz")
 
     def interrupt(self) -> int:
         """Press Ctrl-C: SIGINT to the process group of ``make stack``; return its status."""

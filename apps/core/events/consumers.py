@@ -19,7 +19,7 @@ from celery.app.task import Context
 from celery.worker.consumer import Consumer
 from celery.worker.request import Request
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.utils import timezone
 from kombu.message import Message
 
@@ -89,6 +89,14 @@ class ReliableTask(Task[Any, Any]):
                 # A shard down or too slow is transient: the whole effect rolled back.
                 if is_remote_server_failure(exc):
                     raise RetryableError(f"a database server did not answer: {exc}") from exc
+                # So is the app's own database dropping the connection or cancelling the
+                # statement (a failover, a restart, a deadlock): the effect rolled back with
+                # its processed mark, so the retry applies it once. The broken connection
+                # is closed here, and the retry opens a new one.
+                if isinstance(exc, OperationalError | InterfaceError):
+                    for connection in connections.all(initialized_only=True):
+                        connection.close_if_unusable_or_obsolete()
+                    raise RetryableError(f"the database failed: {exc}") from exc
                 raise
         except RetryableError as exc:
             max_retries: int = settings.EVENTS_MAX_RETRIES

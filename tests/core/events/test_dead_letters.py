@@ -150,3 +150,16 @@ def test_admin_discard_action_discards_the_selected_letters(admin_client):
     dropped.refresh_from_db()
     assert kept.status == DeadLetter.Status.PENDING
     assert dropped.status == DeadLetter.Status.DISCARDED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_whose_database_session_ends_under_it_is_retried_not_dead_lettered(
+    event_worker, tmp_path
+):
+    marker = tmp_path / "attempts"
+    current_app.send_task("tests.lose_db_connection_once", kwargs={"marker_path": str(marker)})
+
+    wait_for(lambda: marker.exists() and "done" in marker.read_text(), 60, "the retried task")
+
+    assert marker.read_text() == "attempt\nattempt\ndone\n"
+    assert not _drained(task="tests.lose_db_connection_once")

@@ -1,0 +1,1 @@
+"""``make failover-drill``: HA faults injected under steady order load, one at a time."""

@@ -1,0 +1,1 @@
+"""The HA tier as local processes: ``make stack-ha`` and ``make failover-drill``."""
