@@ -8,11 +8,13 @@ Ctrl-C then leaves no process and no port behind.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+import requests
 
 from deploy.local import postgres
 from deploy.local.processes import free_port, port_open
@@ -80,6 +82,17 @@ def _place_order(stack: Stack) -> tuple[int, int]:
     return int(me.json()["id"]), int(placed.json()["id"])
 
 
+def _admin_order_list(stack: Stack) -> requests.Response:
+    """Log in to the admin as the demo admin through nginx; return the order list's page."""
+    admin = requests.Session()
+    login_url = f"{stack.url}/admin/login/?next=/admin/orders/order/"
+    form = admin.get(login_url, timeout=10)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+    assert token is not None, form.text[:2000]
+    credentials = {"username": "admin", "password": "admin", "next": "/admin/orders/order/"}
+    return admin.post(login_url, data={**credentials, "csrfmiddlewaretoken": token[1]}, timeout=30)
+
+
 def _holds(port: int, order_id: int) -> bool:
     with psycopg.connect(postgres.url(port), autocommit=True) as conn:
         found = conn.execute("SELECT 1 FROM orders_order WHERE id = %s", [order_id])
@@ -120,6 +133,12 @@ def test_an_order_through_nginx_lands_on_its_owners_shard_and_ctrl_c_leaves_noth
     assert not _holds(stack.ports[f"shard{other}"], order_id)
     assert document["rows"][server]["orders_order"] >= 1
     assert not any(document["misplaced"].values())
+    # The admin's order list spans the shards: the newest order is on its first page, and
+    # the demo orders beyond the page are one "Older" link away.
+    orders_page = _admin_order_list(stack)
+    assert orders_page.status_code == 200, orders_page.text[:2000]
+    assert f"/admin/orders/order/{order_id}/change/" in orders_page.text
+    assert 'class="keyset-older"' in orders_page.text
 
     stack_ports = [*stack.ports.values(), *stack.web_ports]
     before = _children(stack.popen.pid) if stack.popen else set()
