@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help install run test lint format bench stack stack-ha failover-drill loadtest find-capacity dr-drill region-drill clean
+.PHONY: help install run test lint format bench stack stack-ha stack-sharded failover-drill loadtest find-capacity dr-drill region-drill clean
 
 help:
 	@echo "make run       serve the app on http://$(HOST):$(PORT) (embedded SQLite unless DATABASE_URL is set)"
@@ -17,6 +17,7 @@ help:
 	@echo "make stack     nginx :8080 -> gunicorn x2 -> PgBouncer -> PostgreSQL + replica; Redis, RabbitMQ, Celery (Ctrl-C stops all)"
 	@echo "make stack-ha  the same on Patroni + etcd + HAProxy, Redis Sentinel, 3 RabbitMQ nodes"
 	@echo "make failover-drill  kill each HA engine's leader under order load; table of windows"
+	@echo "make stack-sharded  make stack with orders sharded over 2 shard servers, cache on a 3+3 Redis Cluster"
 	@echo "make loadtest  k6 against BASE_URL (default the stack, http://127.0.0.1:8080)"
 	@echo "make find-capacity  k6 steps up the request rate until p95/failure thresholds break"
 	@echo "make dr-drill  restore + replica promotion on private PostgreSQL under var/dr; RPO/RTO"
@@ -65,6 +66,11 @@ stack-ha: install
 # Its own HA topology under var/failover-drill: kills each engine's leader under order load.
 failover-drill: install
 	$(BIN)/python -m deploy.failover $(DRILL_ARGS)
+
+# make stack plus 2 shard servers behind the coordinator and a 3+3 Redis Cluster
+# (data under var/stack-sharded; Ctrl-C stops all).
+stack-sharded: install
+	$(BIN)/python -m deploy.stack --sharded
 
 # k6 reads BASE_URL, PROFILE, VUS, DURATION, ... from the environment (loadtests/k6/lib/config.js).
 SCENARIO ?= mixed

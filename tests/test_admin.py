@@ -6,7 +6,10 @@ from decimal import Decimal
 from typing import Any, cast
 
 import pytest
+from django.contrib import admin
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from apps.core.admin_selection import NOT_ITEMS
 from apps.core.events.models import OutboxEvent
@@ -110,6 +113,56 @@ def test_order_changelist_filters_by_status(staff_client, user, product):
     assert only_confirmed.status_code == 200
     assert _result_ids(only_confirmed) == {confirmed.pk}
     assert _result_ids(only_pending) == {pending.pk}
+
+
+def test_order_changelist_pages_by_keyset_with_filters_kept_and_no_count(
+    staff_client, user, product, monkeypatch
+):
+    placed = [
+        order_create(owner_id=user.pk, items=[OrderItem(product.pk, 1)], idempotency_key=f"k{n}")
+        for n in range(5)
+    ]
+    other = order_create(owner_id=user.pk, items=[OrderItem(product.pk, 2)], idempotency_key="x")
+    Order.objects.filter(pk=other.pk).update(status=Order.Status.CONFIRMED)
+    monkeypatch.setattr(admin.site.get_model_admin(Order), "list_per_page", 2)
+
+    pages: list[list[int]] = []
+    url: str | None = "/admin/orders/order/?status__exact=pending"
+    with CaptureQueriesContext(connection) as captured:
+        while url is not None:
+            response = staff_client.get(url)
+            assert response.status_code == 200
+            changelist = response.context["cl"]
+            pages.append([order.pk for order in changelist.result_list])
+            older = changelist.older_query_string()
+            url = f"/admin/orders/order/{older}" if older else None
+
+    assert pages == [
+        [placed[4].pk, placed[3].pk],
+        [placed[2].pk, placed[1].pk],
+        [placed[0].pk],
+    ]
+    assert b'class="keyset-newest"' in response.content
+    orders_sql = [
+        q["sql"].upper() for q in captured.captured_queries if "ORDERS_ORDER" in q["sql"].upper()
+    ]
+    assert orders_sql
+    assert not [sql for sql in orders_sql if "OFFSET" in sql or "COUNT(" in sql]
+
+
+def test_order_changelist_refuses_page_numbers_and_bad_cursors_without_a_500(
+    staff_client, order, product, monkeypatch
+):
+    order_create(owner_id=order.owner_id, items=[OrderItem(product.pk, 1)], idempotency_key="2nd")
+    monkeypatch.setattr(admin.site.get_model_admin(Order), "list_per_page", 1)
+    for params in ({"p": "2"}, {"id__lt": "abc"}):
+        response = staff_client.get("/admin/orders/order/", params)
+        assert response.status_code == 302, params
+        assert response["Location"].endswith("?e=1"), params
+
+    show_all = staff_client.get("/admin/orders/order/", {"all": ""})
+    assert show_all.status_code == 200
+    assert show_all.context["cl"].can_show_all is False
 
 
 def _product_post(product: Product, **fields: str) -> dict[str, str]:
@@ -249,8 +302,6 @@ _WITHOUT_ACTIONS = {"/admin/core/outboxevent/"}
 
 def _admin_changelists() -> list[str]:
     """Return the changelist of every registered model that has actions."""
-    from django.contrib import admin
-
     urls = {
         f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
         for model in admin.site._registry

@@ -160,6 +160,8 @@ SCALE_MATRIX: tuple[ScaleRow, ...] = (
             "CACHE_L1_*: per-process L1 over Redis",
             "HPA for web and workers (deploy/k8s)",
             "RATELIMIT_*: per-user and per-IP limits",
+            "make stack-ha: Patroni PostgreSQL, Redis Sentinel, a 3-node RabbitMQ cluster",
+            "REDIS_CLUSTER_NODES: Redis Cluster for cache, limits and invalidation",
         ),
     ),
     ScaleRow(
@@ -175,6 +177,8 @@ SCALE_MATRIX: tuple[ScaleRow, ...] = (
             "nginx micro-cache for anonymous GETs, a CDN in front",
             "more replicas (DATABASE_REPLICA_URLS weights), Celery workers per queue",
             "capacity_plan from a k6 find-capacity run",
+            "DATABASE_SHARD_URLS: orders partitioned by owner over shard servers (postgres_fdw)",
+            "make stack-sharded: that topology locally (2 shards, a 3+3 Redis Cluster)",
         ),
     ),
     ScaleRow(

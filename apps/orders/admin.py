@@ -17,6 +17,7 @@ from django.http import HttpRequest
 
 from apps.core.admin_selection import CheckedSelectionAdmin
 from apps.core.http.errors import ApplicationError
+from apps.orders.admin_keyset import KeysetChangeList, KeysetPaginator, cursor_of
 from apps.orders.models import Order, OrderLine, Product
 from apps.orders.services import order_cancel, product_stock_adjust
 
@@ -90,9 +91,16 @@ class OrderLineInline(admin.TabularInline[OrderLine, Order]):
 class OrderAdmin(CheckedSelectionAdmin[Order]):
     list_display = ("id", "owner", "status", "total", "created_at")
     list_filter = ("status", "created_at")
-    date_hierarchy = "created_at"
     search_fields = ("owner__username", "idempotency_key")
     list_select_related = ("owner",)
+    # Keyset pages, newest first (apps/orders/admin_keyset.py): no OFFSET, no count(*),
+    # no "show all", and no column sorting that a cursor on ids could not follow. No
+    # date_hierarchy either: its MIN/MAX and DISTINCT dates read every order of every
+    # shard; the created_at list filter (plain WHERE ranges) does that job.
+    ordering = ("-id",)
+    sortable_by = ()
+    show_full_result_count = False
+    list_max_show_all = 0
     fields = (
         "owner",
         "status",
@@ -105,6 +113,19 @@ class OrderAdmin(CheckedSelectionAdmin[Order]):
     readonly_fields = fields
     inlines = (OrderLineInline,)
     actions = ("cancel",)
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[KeysetChangeList]:
+        return KeysetChangeList
+
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Order],
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+    ) -> KeysetPaginator:
+        return KeysetPaginator(queryset, per_page, before_id=cursor_of(request.GET))
 
     # Orders are placed through the API and change only through services: the admin
     # neither adds, edits nor deletes them (deleting a confirmed one would lose stock).

@@ -68,7 +68,14 @@ def order_get(*, owner_id: int, order_id: int) -> Order:
 
 
 def order_page_all(*, before_id: int | None = None, size: int = 50) -> list[Order]:
-    """Return up to ``size`` orders of every owner with ids below ``before_id``, newest first.
+    """Return up to ``size`` orders of every owner with ids below ``before_id``, newest first."""
+    return order_page(Order.objects.all(), before_id=before_id, size=size)
+
+
+def order_page(
+    orders: QuerySet[Order], *, before_id: int | None = None, size: int = 50
+) -> list[Order]:
+    """Return up to ``size`` of ``orders`` with ids below ``before_id``, newest first.
 
     Keyset pagination: the next page starts below the last id of this one, so no page
     scans the rows of the pages before it (no OFFSET). With sharding, ids lead with
@@ -78,17 +85,18 @@ def order_page_all(*, before_id: int | None = None, size: int = 50) -> list[Orde
     with too few rows is doubled until it has enough or reaches the first id.
     """
     if not sharded():
-        newest_first = Order.objects.order_by("-id")
+        newest_first = orders.order_by("-id")
         if before_id is not None:
             newest_first = newest_first.filter(id__lt=before_id)
         return list(newest_first[:size])
+    unordered = orders.order_by()
     # The first page starts a little after now: a shard's clock may run ahead.
     now_ms = int(time.time() * 1000) + CLOCK_SLACK_MS
     below = before_id if before_id is not None else id_at_ms(now_ms)
     width = FIRST_WINDOW_MS << (ID_PARTITION_BITS + ID_SEQUENCE_BITS)
     while True:
         low = max(below - width, 0)
-        found = list(Order.objects.filter(id__lt=below, id__gte=low))
+        found = list(unordered.filter(id__lt=below, id__gte=low))
         if len(found) >= size or low == 0:
             found.sort(key=lambda order: order.pk, reverse=True)
             return found[:size]

@@ -79,6 +79,8 @@ class LocalRedisCluster:
     root: Path
     node_timeout_ms: int = 2000
     members: list[ClusterNodeProcess] = field(default_factory=list)
+    # Nodes that another supervisor runs (make stack-sharded): never started or stopped here.
+    supervised: bool = False
 
     @classmethod
     def start(
@@ -102,6 +104,22 @@ class LocalRedisCluster:
             cluster.stop()
             raise
         return cluster
+
+    @classmethod
+    def form_supervised(
+        cls, nodes: list[tuple[int, int]], *, masters: int, timeout: float = 60
+    ) -> None:
+        """Form a cluster of running nodes, given as (port, bus port), masters first.
+
+        Nodes that formed it on an earlier run (their ``nodes.conf``) are only waited for.
+        """
+        members = [ClusterNodeProcess(port, bus, Path()) for port, bus in nodes]
+        cluster = cls(Path(), members=members, supervised=True)
+        info = _command(members[0], "CLUSTER", "INFO")
+        if _info_value(info, "cluster_slots_assigned") == str(SLOTS):
+            cluster.wait_healthy(timeout)
+            return
+        cluster._form(masters, len(nodes) // masters - 1, timeout)
 
     # --- what clients need --------------------------------------------------------------
 
@@ -151,7 +169,7 @@ class LocalRedisCluster:
         def healthy() -> bool:
             views = set()
             for member in self.members:
-                if member.process is None:
+                if not self._running(member):
                     continue
                 try:
                     info = member.client().cluster("INFO")
@@ -242,7 +260,7 @@ class LocalRedisCluster:
     def _masters(self) -> list[tuple[int, list[list[str]]]]:
         """Return (port, slot ranges) of each live master with slots."""
         for member in self.members:
-            if member.process is None:
+            if not self._running(member):
                 continue
             try:
                 table = _node_table(member)
@@ -254,6 +272,9 @@ class LocalRedisCluster:
                 if "master" in node["flags"] and "fail" not in node["flags"] and node["slots"]
             ]
         raise ServerError("no node of the Redis Cluster answers")
+
+    def _running(self, member: ClusterNodeProcess) -> bool:
+        return self.supervised or member.process is not None
 
     def _member(self, port: int) -> ClusterNodeProcess:
         for member in self.members:

@@ -1,5 +1,8 @@
 """Launch the stack: ``python -m deploy.stack`` (what ``make stack`` runs).
 
+``--sharded`` (``make stack-sharded``, or ``STACK_SHARDED=1``) adds the shard servers and
+replaces Redis by a 3+3 Redis Cluster; its data lives under ``var/stack-sharded``.
+
 Prepares ``STACK_VAR_DIR`` (configuration files, secret key, directories owned by the
 users the servers run as), then runs every process of ``deploy/stack/services.py``
 under honcho's manager, with logs prefixed by process. Ctrl-C or SIGTERM stops them in
@@ -33,6 +36,9 @@ KILL_WAIT_SECONDS = 150
 
 
 def main() -> int:
+    if "--sharded" in sys.argv[1:]:
+        # Exported, so every supervisor reads the same layout.
+        os.environ["STACK_SHARDED"] = "1"
     try:
         layout = _resolve_broker(Layout.from_env())
         _refuse_a_running_stack(layout)
@@ -69,6 +75,7 @@ def _exported(layout: Layout) -> dict[str, str]:
     return {
         "STACK_VAR_DIR": str(layout.var),
         "STACK_BROKER_URL": layout.broker_url,
+        "STACK_SHARDED": "1" if layout.sharded else "",
         **app_env(layout, _secret_key(layout)),
     }
 
@@ -101,12 +108,19 @@ def _refuse_busy_ports(layout: Layout) -> None:
         "STACK_WORKER_METRICS_PORT": layout.worker_metrics_port,
         "STACK_WEBHOOK_WORKER_METRICS_PORT": layout.webhook_worker_metrics_port,
         **{f"STACK_WEB_PORTS ({port})": port for port in layout.web_ports},
+        **{f"STACK_SHARD_PORTS ({port})": port for port in layout.shard_ports},
+        **{f"STACK_REDIS_CLUSTER_PORTS ({port})": port for port in layout.redis_cluster_ports},
+        **{
+            f"STACK_REDIS_CLUSTER_PORTS ({port} + 10000, its bus)": layout.cluster_bus_port(port)
+            for port in layout.redis_cluster_ports
+        },
     }
     if layout.own_data:
         ports["STACK_POSTGRES_PORT"] = layout.postgres_port
         ports["STACK_REPLICA_PORT"] = layout.replica_port
         ports["STACK_PGBOUNCER_REPLICA_PORT"] = layout.pgbouncer_replica_port
-        ports["STACK_REDIS_PORT"] = layout.redis_port
+        if not layout.sharded:
+            ports["STACK_REDIS_PORT"] = layout.redis_port
     if layout.own_broker:
         ports["STACK_RABBITMQ_PORT"] = layout.rabbitmq_port
     busy = [f"{name}={port}" for name, port in ports.items() if port_open("127.0.0.1", port)]
@@ -123,10 +137,13 @@ def _prepare(layout: Layout) -> None:
     layout.run_dir.mkdir(parents=True, exist_ok=True)
     _write_pgbouncer(layout, "pgbouncer", layout.postgres_port)
     if layout.own_data:
-        for name in ("postgres", "replica"):
+        shards = [f"shard{number}" for number, _ in enumerate(layout.shard_ports, 1)]
+        for name in ("postgres", "replica", *shards):
             owned_dir(layout.postgres_home(name))
         _write_pgbouncer(layout, "pgbouncer-replica", layout.replica_port)
         layout.redis_home.mkdir(exist_ok=True)
+        for port in layout.redis_cluster_ports:
+            layout.redis_node_home(port).mkdir(exist_ok=True)
     if layout.own_broker:
         _prepare_rabbitmq(layout)
     workers = [pool.name for pool in POOLS]
@@ -190,6 +207,13 @@ def _write_nginx(layout: Layout) -> None:
 def _announce(layout: Layout) -> None:
     base = f"http://127.0.0.1:{layout.nginx_port}"
     broker = layout.broker() if not layout.own_broker else "its own RabbitMQ node"
+    if layout.sharded:
+        print(
+            f"make stack-sharded: orders over shards on ports "
+            f"{', '.join(map(str, layout.shard_ports))}, Redis Cluster "
+            f"{layout.redis_cluster_nodes}",
+            flush=True,
+        )
     print(
         f"make stack: {base} (nginx → gunicorn on {', '.join(map(str, layout.web_ports))}), "
         f"broker: {broker}, data: {layout.var}. Ctrl-C stops everything.",

@@ -32,7 +32,13 @@ DEFAULTS = {
     "STACK_WORKER_CONCURRENCY": "2",
     "STACK_WEBHOOK_WORKER_CONCURRENCY": "2",
     "STACK_POSTGRES_FSYNC": "on",
+    # make stack-sharded (STACK_SHARDED=1): the shard servers and the Redis Cluster nodes.
+    "STACK_SHARD_PORTS": "5444,5445",
+    "STACK_REDIS_CLUSTER_PORTS": "7101,7102,7103,7104,7105,7106",
 }
+SHARDED_VAR_DIR = str(ROOT / "var" / "stack-sharded")
+# Three masters, each with one replica: the first three ports are the masters.
+CLUSTER_MASTERS = 3
 
 
 class StackError(ServerError):
@@ -48,6 +54,14 @@ def _port(environ: Mapping[str, str], name: str) -> int:
     if not 0 < port < 65536:
         raise StackError(f"{name}={raw!r} is not a port number")
     return port
+
+
+def _ports(environ: Mapping[str, str], name: str) -> tuple[int, ...]:
+    raw = environ.get(name) or DEFAULTS[name]
+    ports = tuple(_port({name: part.strip()}, name) for part in raw.split(",") if part.strip())
+    if not ports:
+        raise StackError(f"{name} needs at least one port")
+    return ports
 
 
 def _count(environ: Mapping[str, str], name: str) -> int:
@@ -79,6 +93,20 @@ class Layout:
     postgres_fsync: bool
     # An AMQP URL to use instead of a RabbitMQ of the stack's own.
     broker_url: str
+    # make stack-sharded: orders over these shard servers, the cache on a Redis Cluster.
+    shard_ports: tuple[int, ...] = ()
+    redis_cluster_ports: tuple[int, ...] = ()
+
+    @property
+    def sharded(self) -> bool:
+        """Whether this is ``make stack-sharded`` (shard servers and a Redis Cluster)."""
+        return bool(self.shard_ports)
+
+    @staticmethod
+    def cluster_bus_port(port: int) -> int:
+        """Return a Redis Cluster node's node-to-node port."""
+        return port + 10000
+
     # The data engines are run by another launcher (``make stack-ha``): PostgreSQL at the
     # two ports (HAProxy's), Redis named by REDIS_SENTINELS, the broker at broker_url.
     external_engines: bool = False
@@ -86,19 +114,20 @@ class Layout:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Layout:
         """Read the layout from ``STACK_*`` variables, defaults for those unset."""
-        raw_web = environ.get("STACK_WEB_PORTS") or DEFAULTS["STACK_WEB_PORTS"]
-        web_ports = tuple(
-            _port({"STACK_WEB_PORTS": part.strip()}, "STACK_WEB_PORTS")
-            for part in raw_web.split(",")
-            if part.strip()
-        )
-        if not web_ports:
-            raise StackError("STACK_WEB_PORTS needs at least one port")
+        web_ports = _ports(environ, "STACK_WEB_PORTS")
+        sharded = environ.get("STACK_SHARDED", "") == "1"
+        cluster_ports = _ports(environ, "STACK_REDIS_CLUSTER_PORTS") if sharded else ()
+        if sharded and len(cluster_ports) != 2 * CLUSTER_MASTERS:
+            raise StackError(
+                f"STACK_REDIS_CLUSTER_PORTS needs {2 * CLUSTER_MASTERS} ports "
+                f"({CLUSTER_MASTERS} masters, then their replicas)"
+            )
+        default_var = SHARDED_VAR_DIR if sharded else DEFAULTS["STACK_VAR_DIR"]
         fsync = (environ.get("STACK_POSTGRES_FSYNC") or "on").lower()
         if fsync not in ("on", "off"):
             raise StackError(f"STACK_POSTGRES_FSYNC={fsync!r}: use on or off")
         return cls(
-            var=Path(environ.get("STACK_VAR_DIR") or DEFAULTS["STACK_VAR_DIR"]).resolve(),
+            var=Path(environ.get("STACK_VAR_DIR") or default_var).resolve(),
             nginx_port=_port(environ, "STACK_NGINX_PORT"),
             web_ports=web_ports,
             postgres_port=_port(environ, "STACK_POSTGRES_PORT"),
@@ -114,6 +143,8 @@ class Layout:
             queue_prefix=environ.get("EVENTS_QUEUE_PREFIX") or DEFAULT_QUEUE_PREFIX,
             postgres_fsync=fsync == "on",
             broker_url=environ.get("STACK_BROKER_URL", ""),
+            shard_ports=_ports(environ, "STACK_SHARD_PORTS") if sharded else (),
+            redis_cluster_ports=cluster_ports,
             external_engines=environ.get("STACK_EXTERNAL_ENGINES", "") == "1",
         )
 
@@ -148,6 +179,9 @@ class Layout:
     def redis_home(self) -> Path:
         return self.var / "redis"
 
+    def redis_node_home(self, port: int) -> Path:
+        return self.var / f"redis-node-{port}"
+
     @property
     def rabbitmq_home(self) -> Path:
         return self.var / "rabbitmq"
@@ -174,6 +208,16 @@ class Layout:
     @property
     def redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def shard_urls(self) -> list[str]:
+        """Return ``DATABASE_SHARD_URLS``' parts: each shard server, reached directly."""
+        return [self.database_url(port) for port in self.shard_ports]
+
+    @property
+    def redis_cluster_nodes(self) -> str:
+        """Return ``REDIS_CLUSTER_NODES``."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.redis_cluster_ports)
 
     def broker(self) -> str:
         return self.broker_url or f"amqp://guest:guest@127.0.0.1:{self.rabbitmq_port}//"

@@ -1,7 +1,8 @@
 """The stack's one-off release step: ``python -m deploy.stack.release``.
 
 Run by the first web instance before any app process starts, in one Python process
-(each ``manage.py`` call would load Django again): create the database when missing,
+(each ``manage.py`` call would load Django again): create the database (and each
+shard's, on the sharded stack) when missing,
 migrate, collect static files for nginx, load demo data into an empty catalogue, and
 create the local demo admin. ``DATABASE_URL`` must point at the primary itself: schema
 changes do not belong in a transaction pooler.
@@ -33,6 +34,9 @@ def create_database(url: str) -> None:
 
 def main() -> int:
     create_database(os.environ["DATABASE_URL"])
+    # make stack-sharded: migrate sets up every shard, in a database made here first.
+    for url in filter(None, os.environ.get("DATABASE_SHARD_URLS", "").split(",")):
+        create_database(url)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
     from django.core.management import call_command

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from deploy.local import postgres, rabbitmq, redis
+from deploy.local import postgres, rabbitmq, redis, redis_cluster
 from deploy.local.binaries import find_binary
 from deploy.local.postgres import PostgresServer
 from deploy.local.processes import port_open
-from deploy.stack.layout import ROOT, Layout, run, venv_bin
+from deploy.stack.layout import CLUSTER_MASTERS, ROOT, Layout, run, venv_bin
 from deploy.workers import FAST, POOLS, WorkerPool
 
 # (what is awaited, the check) — a process starts once every check of its list passes.
@@ -72,15 +72,25 @@ def app_env(layout: Layout, secret_key: str) -> dict[str, str]:
 
 def _data_env(layout: Layout) -> dict[str, str]:
     if layout.own_data:
+        # make stack-sharded: the cluster replaces the single Redis.
+        cache = _sharded_env(layout) if layout.sharded else {"REDIS_URL": layout.redis_url}
         return {
             "DATABASE_REPLICA_URLS": layout.database_url(layout.pgbouncer_replica_port),
-            "REDIS_URL": layout.redis_url,
+            **cache,
         }
     # HAProxy's replica port balances the replicas itself; Redis through its sentinels.
     return {
         "DATABASE_REPLICA_URLS": layout.database_url(layout.replica_port),
         "REDIS_SENTINELS": os.environ["REDIS_SENTINELS"],
         "REDIS_SENTINEL_MASTER": os.environ["REDIS_SENTINEL_MASTER"],
+    }
+
+
+def _sharded_env(layout: Layout) -> dict[str, str]:
+    """Return what make stack-sharded adds: the shard servers and the Redis Cluster."""
+    return {
+        "DATABASE_SHARD_URLS": ",".join(layout.shard_urls),
+        "REDIS_CLUSTER_NODES": layout.redis_cluster_nodes,
     }
 
 
@@ -92,8 +102,15 @@ def services(layout: Layout) -> list[Service]:
             _postgres(layout, "postgres", layout.postgres_port, PRIMARY_TIER),
             _postgres(layout, "replica", layout.replica_port, STORE_TIER),
             _pgbouncer(layout, "pgbouncer-replica", layout.replica_port),
-            _redis(layout),
         ]
+    if layout.own_data and layout.sharded:
+        found += [
+            _postgres(layout, f"shard{number}", port, PRIMARY_TIER)
+            for number, port in enumerate(layout.shard_ports, 1)
+        ]
+        found += [_redis_cluster_node(layout, port) for port in layout.redis_cluster_ports]
+    elif layout.own_data:
+        found.append(_redis(layout))
     if layout.own_broker:
         found.append(_rabbitmq(layout))
     found += [_web(layout, index, port) for index, port in enumerate(layout.web_ports, 1)]
@@ -131,7 +148,7 @@ def _postgres(layout: Layout, name: str, port: int, tier: int) -> Service:
     if not layout.postgres_fsync:
         settings.update(postgres.NO_FSYNC)
     server = PostgresServer(name, layout.postgres_home(name), port, settings)
-    if name == "postgres":
+    if name != "replica":
         waits: tuple[Check, ...] = ()
         prepare = _initdb(server.data)
     else:
@@ -178,6 +195,18 @@ def _redis(layout: Layout) -> Service:
     return Service("redis", STORE_TIER, command)
 
 
+def _redis_cluster_node(layout: Layout, port: int) -> Service:
+    home = layout.redis_node_home(port)
+    command = redis_cluster.command(port, layout.cluster_bus_port(port), home, node_timeout_ms=2000)
+    return Service(f"redis-node-{port}", STORE_TIER, command)
+
+
+def _form_redis_cluster(layout: Layout) -> None:
+    """Form the Redis Cluster of the stack's nodes once (later runs reuse their nodes.conf)."""
+    nodes = [(port, layout.cluster_bus_port(port)) for port in layout.redis_cluster_ports]
+    redis_cluster.LocalRedisCluster.form_supervised(nodes, masters=CLUSTER_MASTERS)
+
+
 def _rabbitmq(layout: Layout) -> Service:
     binary, user = rabbitmq.server()
     node = f"highscale-stack-{layout.rabbitmq_port}@localhost"
@@ -215,7 +244,7 @@ def _web(layout: Layout, index: int, port: int) -> Service:
         waits = (
             _pg_ready(layout.postgres_port),
             _port("PgBouncer", layout.pgbouncer_port),
-            *((_port("Redis", layout.redis_port),) if layout.own_data else ()),
+            *(_stores(layout) if layout.own_data else ()),
             _broker(layout),
         )
         prepare: Callable[[], None] | None = _release(layout)
@@ -228,10 +257,22 @@ def _web(layout: Layout, index: int, port: int) -> Service:
     )  # fmt: skip
 
 
+def _stores(layout: Layout) -> tuple[Check, ...]:
+    """Return the checks of Redis and, on the sharded stack, of the shards and cluster nodes."""
+    if not layout.sharded:
+        return (_port("Redis", layout.redis_port),)
+    return (
+        *(_pg_ready(port) for port in layout.shard_ports),
+        *(_port("Redis Cluster node", port) for port in layout.redis_cluster_ports),
+    )
+
+
 def _release(layout: Layout) -> Callable[[], None]:
     """Return the one-off step run before the app starts (see deploy/stack/release.py)."""
 
     def release() -> None:
+        if layout.sharded:
+            _form_redis_cluster(layout)
         env = {**os.environ, "DATABASE_URL": layout.database_url(layout.postgres_port)}
         env.pop("DATABASE_REPLICA_URLS", None)
         run([_python(), "-m", "deploy.stack.release"], check=True, env=env, cwd=ROOT)

@@ -36,7 +36,8 @@ APP_VARIABLES = (
     "DATABASE_URL", "DATABASE_REPLICA_URLS", "REDIS_URL", "CELERY_BROKER_URL",
     "DJANGO_SECRET_KEY", "DJANGO_DEBUG", "DJANGO_ALLOWED_HOSTS", "RATELIMIT_OVERRIDES",
     "DJANGO_SESSION_COOKIE_SECURE", "DJANGO_CSRF_COOKIE_SECURE", "PROMETHEUS_MULTIPROC_DIR",
-    "DJANGO_STATIC_ROOT", "DJANGO_SETTINGS_MODULE",
+    "DJANGO_STATIC_ROOT", "DJANGO_SETTINGS_MODULE", "DATABASE_SHARD_URLS",
+    "REDIS_CLUSTER_NODES", "REDIS_SENTINELS", "REDIS_SENTINEL_MASTER",
 )  # fmt: skip
 PORT_VARIABLES = (
     "STACK_NGINX_PORT", "STACK_POSTGRES_PORT", "STACK_REPLICA_PORT", "STACK_PGBOUNCER_PORT",
@@ -135,7 +136,9 @@ class Stack:
         def healthy() -> bool:
             assert self.popen is not None
             if self.popen.poll() is not None:
-                pytest.fail(f"make stack exited ({self.popen.returncode}):\n{self.log()[-4000:]}")
+                pytest.fail(
+                    f"make {self.target} exited ({self.popen.returncode}):\n{self.log()[-4000:]}"
+                )
             with contextlib.suppress(requests.RequestException):
                 return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
             return False
@@ -176,21 +179,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(warehouse: WarehouseServer) -> Iterator[Stack]:
     """Start ``make stack`` on free ports in a private directory, for the whole module."""
-    base = Path(tempfile.mkdtemp(prefix="highscale-stack-"))
-    base.chmod(0o755)  # PostgreSQL and PgBouncer run as `postgres` inside it
-    var = base / "var"
-    ports = {name: free_port() for name in PORT_VARIABLES}
-    web_ports = (free_port(), free_port())
-    prefix = f"stack{os.getpid()}"
-    env = {key: value for key, value in os.environ.items() if key not in APP_VARIABLES}
-    env.update(
-        {name: str(port) for name, port in ports.items()},
-        STACK_WEB_PORTS=",".join(map(str, web_ports)),
-        STACK_VAR_DIR=str(var),
-        # The run's own RabbitMQ (the harness's), and queues no other run consumes.
-        STACK_BROKER_URL=os.environ["CELERY_BROKER_URL"],
-        EVENTS_QUEUE_PREFIX=prefix,
-        STACK_POSTGRES_FSYNC="off",
+    with running_stack(
+        "stack",
         STACK_WEB_CONCURRENCY="2",
         STACK_WORKER_CONCURRENCY="2",
         STACK_WEBHOOK_WORKER_CONCURRENCY=str(WEBHOOK_CONCURRENCY),
@@ -198,8 +188,40 @@ def stack(warehouse: WarehouseServer) -> Iterator[Stack]:
         WAREHOUSE_WEBHOOK_URL=warehouse.url,
         WAREHOUSE_WEBHOOK_TIMEOUT_SECONDS="150",
         CELERY_TASK_SOFT_TIME_LIMIT="180",
+    ) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running_stack(
+    target: str, ports: dict[str, int] | None = None, **variables: str
+) -> Iterator[Stack]:
+    """Run ``make <target>`` on free ports in a private directory; stop it and clean up.
+
+    ``ports`` are more ports of the stack (checked closed after Ctrl-C); ``variables``
+    join the environment.
+    """
+    base = Path(tempfile.mkdtemp(prefix=f"highscale-{target}-"))
+    base.chmod(0o755)  # PostgreSQL and PgBouncer run as `postgres` inside it
+    var = base / "var"
+    stack_ports = {name: free_port() for name in PORT_VARIABLES}
+    web_ports = (free_port(), free_port())
+    prefix = f"{target.replace('-', '')}{os.getpid()}"
+    env = {key: value for key, value in os.environ.items() if key not in APP_VARIABLES}
+    env.update(
+        {name: str(port) for name, port in stack_ports.items()},
+        STACK_WEB_PORTS=",".join(map(str, web_ports)),
+        STACK_VAR_DIR=str(var),
+        # The run's own RabbitMQ (the harness's), and queues no other run consumes.
+        STACK_BROKER_URL=os.environ["CELERY_BROKER_URL"],
+        EVENTS_QUEUE_PREFIX=prefix,
+        STACK_POSTGRES_FSYNC="off",
+        **variables,
     )
-    stack = Stack(var=var, env=env, ports=ports, web_ports=web_ports)
+    stack = Stack(
+        var=var, env=env, ports={**stack_ports, **(ports or {})}, web_ports=web_ports,
+        target=target,
+    )  # fmt: skip
     try:
         stack.start()
         yield stack

@@ -29,6 +29,28 @@ def test_prints_the_row_and_the_parts_to_switch_on() -> None:
     assert "  - PgBouncer in transaction mode (deploy/pgbouncer)" in lines
 
 
+def test_points_the_10k_row_at_the_ha_stack_and_the_redis_cluster() -> None:
+    lines = run("--users", "10000").splitlines()
+
+    assert lines[0] == "Users: 10,000 (10K to 100K users)"
+    assert (
+        "  - make stack-ha: Patroni PostgreSQL, Redis Sentinel, a 3-node RabbitMQ cluster" in lines
+    )
+    assert "  - REDIS_CLUSTER_NODES: Redis Cluster for cache, limits and invalidation" in lines
+    assert not [line for line in lines if "DATABASE_SHARD_URLS" in line]
+
+
+def test_points_the_100k_row_at_the_sharded_stack_and_shard_urls() -> None:
+    lines = run("--users", "100000").splitlines()
+
+    assert lines[0] == "Users: 100,000 (100K to 1M users)"
+    assert (
+        "  - DATABASE_SHARD_URLS: orders partitioned by owner over shard servers (postgres_fdw)"
+        in lines
+    )
+    assert "  - make stack-sharded: that topology locally (2 shards, a 3+3 Redis Cluster)" in lines
+
+
 @pytest.mark.parametrize(
     ("users", "band"),
     [("999", "under 1K users"), ("1000000", "1M users and more")],

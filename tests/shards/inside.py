@@ -6,15 +6,18 @@ import json
 from typing import Any
 
 import psycopg
+from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
+from django.test import Client
+from django.test.utils import CaptureQueriesContext, setup_test_environment
 
 from apps.core.db.remote import is_remote_server_failure
 from apps.core.events.models import OutboxEvent, ProcessedEvent
 from apps.core.events.outbox import outbox_breaker
 from apps.orders.demo_data import demo_data_seed
 from apps.orders.events import order_reserve_inventory
-from apps.orders.models import OrderLine, Product
+from apps.orders.models import Order, OrderLine, Product
 from apps.orders.selectors import order_list, order_page_all, order_with_id
 from apps.orders.services import OrderItem, order_create
 
@@ -42,6 +45,41 @@ def explain_all_orders(size: int) -> None:
     plans = [_plan(query["sql"]) for query in captured.captured_queries]
     ids = [order.pk for order in first + second]
     print(json.dumps({"ids": ids, "plans": plans}))
+
+
+def walk_admin_order_list(per_page: int) -> None:
+    """Seed orders, then follow the admin's Older links to the end; print ids, SQL and plans."""
+    setup_test_environment()  # response.context, as in a test
+    seed = demo_data_seed(users=6, products=3, orders=4 * per_page + 3)
+    staff, _ = get_user_model().objects.get_or_create(
+        username="shard-admin", defaults={"is_staff": True, "is_superuser": True}
+    )
+    admin.site.get_model_admin(Order).list_per_page = per_page  # type: ignore[misc]  # this process only
+    client = Client()
+    client.force_login(staff)
+    ids: list[int] = []
+    sql: list[str] = []
+    url: str | None = "/admin/orders/order/"
+    while url is not None:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(url)
+        assert response.status_code == 200, response.status_code
+        changelist = response.context["cl"]
+        ids += [order.pk for order in changelist.result_list]
+        sql += [query["sql"] for query in captured.captured_queries]
+        older = changelist.older_query_string()
+        url = f"/admin/orders/order/{older}" if older else None
+    order_sql = [query for query in sql if '"orders_order"' in query]
+    print(
+        json.dumps(
+            {
+                "seeded": seed.orders,
+                "ids": ids,
+                "sql": order_sql,
+                "plans": [_plan(query) for query in order_sql if "WHERE" in query],
+            }
+        )
+    )
 
 
 KILL_ON_CONFIRM = """

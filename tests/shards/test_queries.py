@@ -43,8 +43,35 @@ def test_all_orders_pages_scan_every_partition_at_once_and_follow_the_id_order(
         "SELECT id FROM orders_order ORDER BY id DESC LIMIT 100"
     )
     assert pages["ids"] == [row[0] for row in newest]
-    assert pages["plans"]
-    for plan in pages["plans"]:
+    _assert_each_scans_every_partition_at_once(pages["plans"])
+
+
+def test_the_admin_order_list_pages_every_order_once_newest_first_without_offset_or_count(
+    sharded_cluster: ShardedCluster,
+) -> None:
+    walked = sharded_cluster.shell(
+        "from tests.shards.inside import walk_admin_order_list; walk_admin_order_list(10)"
+    )
+    # The admin lists orders with their owner (a join): those of existing users, all of them.
+    listed = sharded_cluster.on_coordinator(
+        "SELECT o.id FROM orders_order o JOIN users_user u ON u.id = o.owner_id ORDER BY o.id DESC"
+    )
+    assert walked["seeded"] == 43
+    assert len(listed) >= 43
+    assert walked["ids"] == [row[0] for row in listed]
+    assert walked["sql"]
+    for query in walked["sql"]:
+        assert "OFFSET" not in query.upper(), query
+        assert "COUNT(" not in query.upper(), query
+        assert "MIN(" not in query.upper(), query  # no date_hierarchy over every shard
+        assert "DISTINCT" not in query.upper(), query
+    # Each page reads every partition at once, not merged one shard after the other.
+    _assert_each_scans_every_partition_at_once(walked["plans"])
+
+
+def _assert_each_scans_every_partition_at_once(plans: list[list[str]]) -> None:
+    assert plans
+    for plan in plans:
         text = "\n".join(plan)
         assert "Merge Append" not in text
         assert "OFFSET" not in text.upper()
