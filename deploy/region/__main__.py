@@ -17,14 +17,19 @@ import traceback
 from pathlib import Path
 from types import FrameType
 
-from deploy.dr.report import Measurement, render
-from deploy.local.processes import ServerError
-from deploy.region.drill import RTO_GOAL_SECONDS, Clock, Result, run_drill, to_json
-
 NOT_ROOT = (
     "make region-drill: needs root to create network namespaces (ip netns); "
     "run it as root, e.g. sudo make region-drill"
 )
+if __name__ == "__main__" and os.geteuid() != 0:
+    # Refuse before importing the drill and the app's clients, which another user may
+    # not be able to load at all.
+    print(NOT_ROOT, file=sys.stderr)
+    raise SystemExit(2)
+
+from deploy.dr.report import Measurement, render  # noqa: E402
+from deploy.local.processes import ServerError  # noqa: E402
+from deploy.region.drill import RTO_GOAL_SECONDS, Clock, Result, run_drill, to_json  # noqa: E402
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
