@@ -177,6 +177,17 @@ class PatroniNode:
         return self.home / "patroni.yml"
 
     @property
+    def log_path(self) -> Path:
+        return self.home / "patroni.log"
+
+    def log_tail(self, size: int = 3000) -> str:
+        """Return the end of Patroni's log, to say why a node that exited did."""
+        try:
+            return self.log_path.read_bytes()[-size:].decode(errors="replace")
+        except OSError as error:
+            return f"(unreadable: {error})"
+
+    @property
     def rest_url(self) -> str:
         return f"http://127.0.0.1:{self.rest_port}"
 
@@ -189,7 +200,7 @@ class PatroniNode:
         # Debian's patroni runs on the system Python: none of our interpreter's settings.
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home)}
         env["LANG"] = "C.UTF-8"
-        with (self.home / "patroni.log").open("ab") as log:
+        with self.log_path.open("ab") as log:
             popen = subprocess.Popen(  # noqa: S603 -- the patroni program, our config
                 [find_binary("patroni"), str(self.config_path)],
                 stdout=log,
@@ -350,7 +361,9 @@ class PatroniCluster:
         def healthy() -> bool:
             for node in self.nodes.values():
                 if not node.running:
-                    raise ServerError(f"{node.name} exited; see {node.home / 'patroni.log'}")
+                    raise ServerError(
+                        f"{node.name} exited; the end of {node.log_path}:\n{node.log_tail()}"
+                    )
             members = self.members()
             leaders = [m for m in members if m.role == "leader" and m.state == "running"]
             replicas = [m for m in members if m.role == want_replica]

@@ -384,22 +384,32 @@ def _signed_in(stack: Stack) -> requests.Session:
     return client
 
 
+def _most_stocked_product(stack: Stack, client: requests.Session) -> int:
+    """Return the id of the product with the most stock, so orders rarely run it out."""
+    products = client.get(f"{stack.url}/api/v1/products", timeout=10).json()["results"]
+    return int(max(products, key=lambda p: p["stock"])["id"])
+
+
+def _place_order(stack: Stack, client: requests.Session, product_id: int) -> int:
+    """Place one order of one unit through nginx with a fresh Idempotency-Key; return its id."""
+    placed = client.post(
+        f"{stack.url}/api/v1/orders",
+        json={"items": [{"product_id": product_id, "quantity": 1}]},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+        timeout=10,
+    )
+    assert placed.status_code == 201, placed.text
+    return int(placed.json()["id"])
+
+
 def test_a_warehouse_that_holds_every_call_holds_back_no_reservation(
     stack: Stack, warehouse: WarehouseServer
 ) -> None:
     client = _signed_in(stack)
-    products = client.get(f"{stack.url}/api/v1/products", timeout=10).json()["results"]
-    product = max(products, key=lambda p: p["stock"])
+    product_id = _most_stocked_product(stack, client)
 
     def place() -> int:
-        placed = client.post(
-            f"{stack.url}/api/v1/orders",
-            json={"items": [{"product_id": product["id"], "quantity": 1}]},
-            headers={"Idempotency-Key": uuid.uuid4().hex},
-            timeout=10,
-        )
-        assert placed.status_code == 201, placed.text
-        return int(placed.json()["id"])
+        return _place_order(stack, client, product_id)
 
     def statuses(ids: list[int]) -> dict[int, str]:
         # One list request per poll, well inside the 100 requests a minute of the API.

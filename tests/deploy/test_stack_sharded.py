@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -24,6 +23,8 @@ from tests.deploy.test_stack import (
     Stack,
     _children,
     _commands_mentioning,
+    _most_stocked_product,
+    _place_order,
     _running,
     _signed_in,
     running_stack,
@@ -61,25 +62,17 @@ def sharded_stack() -> Iterator[Stack]:
         yield started
 
 
-def _place_order(stack: Stack) -> tuple[int, int]:
+def _place_signed_up_order(stack: Stack) -> tuple[int, int]:
     """Sign up, log in and place one order through nginx; return (owner id, order id)."""
     url = stack.url
     client = _signed_in(stack)
     me = client.get(f"{url}/api/v1/users/me", timeout=10)
     assert me.status_code == 200, me.text
-    products = client.get(f"{url}/api/v1/products", timeout=10).json()["results"]
-    product = max(products, key=lambda p: p["stock"])
-    placed = client.post(
-        f"{url}/api/v1/orders",
-        json={"items": [{"product_id": product["id"], "quantity": 1}]},
-        headers={"Idempotency-Key": uuid.uuid4().hex},
-        timeout=10,
-    )
-    assert placed.status_code == 201, placed.text
+    order_id = _place_order(stack, client, _most_stocked_product(stack, client))
     listed = client.get(f"{url}/api/v1/orders", timeout=10)
     assert listed.status_code == 200, listed.text
-    assert placed.json()["id"] in [order["id"] for order in listed.json()["results"]]
-    return int(me.json()["id"]), int(placed.json()["id"])
+    assert order_id in [order["id"] for order in listed.json()["results"]]
+    return int(me.json()["id"]), order_id
 
 
 def _admin_order_list(stack: Stack) -> requests.Response:
@@ -103,7 +96,7 @@ def test_an_order_through_nginx_lands_on_its_owners_shard_and_ctrl_c_leaves_noth
     sharded_stack: Stack,
 ) -> None:
     stack = sharded_stack
-    owner_id, order_id = _place_order(stack)
+    owner_id, order_id = _place_signed_up_order(stack)
     env = {
         **stack.env,
         "DATABASE_URL": postgres.url(stack.ports["STACK_POSTGRES_PORT"]),

@@ -104,6 +104,17 @@ def reserve_through_a_dying_shard(owner_id: int, product_id: int, shard_url: str
         idempotency_key="dying",
     )
     event = OutboxEvent.objects.get(shard_key=owner_id, payload__order_id=order.pk)
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "stock": _stock(product_id),
+            "status": _status(order.pk),
+            "marks": ProcessedEvent.objects.filter(event_id=event.pk).count(),
+            "confirmed_events": OutboxEvent.objects.filter(
+                shard_key=owner_id, event_type="order.confirmed"
+            ).count(),
+        }
+
     observed: dict[str, Any] = {"stock_before": _stock(product_id)}
     with psycopg.connect(shard_url, autocommit=True) as shard:
         shard.execute(KILL_ON_CONFIRM)
@@ -114,25 +125,11 @@ def reserve_through_a_dying_shard(owner_id: int, product_id: int, shard_url: str
     finally:
         with psycopg.connect(shard_url, autocommit=True) as shard:
             shard.execute("DROP TRIGGER test_die ON orders_order")
-    observed["after_failure"] = {
-        "stock": _stock(product_id),
-        "status": _status(order.pk),
-        "marks": ProcessedEvent.objects.filter(event_id=event.pk).count(),
-        "confirmed_events": OutboxEvent.objects.filter(
-            shard_key=owner_id, event_type="order.confirmed"
-        ).count(),
-    }
+    observed["after_failure"] = snapshot()
     order_reserve_inventory(event_id=str(event.pk), order_id=order.pk)
     # A redelivery of the same event changes nothing.
     order_reserve_inventory(event_id=str(event.pk), order_id=order.pk)
-    observed["after_retry"] = {
-        "stock": _stock(product_id),
-        "status": _status(order.pk),
-        "marks": ProcessedEvent.objects.filter(event_id=event.pk).count(),
-        "confirmed_events": OutboxEvent.objects.filter(
-            shard_key=owner_id, event_type="order.confirmed"
-        ).count(),
-    }
+    observed["after_retry"] = snapshot()
     print(json.dumps(observed))
 
 
