@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +20,49 @@ class ServerError(RuntimeError):
     """A server could not be found, started or driven; the message says what to do."""
 
 
+# A port is picked seconds before its server binds it. A port from the kernel's
+# ephemeral range (what bind to port 0 returns) can meanwhile become the local end of
+# any outgoing connection, and engines starting side by side (Patroni, etcd, Erlang,
+# Sentinel) open many: the server then fails with "address already in use". Ports
+# below that range are never handed to outgoing connections.
+_LOWEST_PORT = 10000
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
+def _listen_ports() -> range:
+    """Return the ports below the kernel's ephemeral range (empty if it starts too low)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return range(0)
+    return range(_LOWEST_PORT, low)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now.
+
+    It lies outside the ephemeral range where the kernel allows, and this process
+    never returns the same port twice (until most of that range is handed out).
+    """
+    ports = _listen_ports()
+    with _handed_out_lock:
+        if len(_handed_out) > len(ports) // 2:
+            _handed_out.clear()
+        for _ in range(200 if len(ports) > 1000 else 0):
+            port = ports[secrets.randbelow(len(ports))]
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import shutil
+import socket
 from pathlib import Path
 
 import psycopg
@@ -13,7 +14,13 @@ import redis
 from kombu import Connection
 
 from deploy.local import binaries, postgres
-from deploy.local.processes import ServerError, port_open, processes_mentioning, wait_until
+from deploy.local.processes import (
+    ServerError,
+    free_port,
+    port_open,
+    processes_mentioning,
+    wait_until,
+)
 from deploy.local.servers import Servers
 
 
@@ -92,3 +99,16 @@ def test_a_missing_server_binary_names_the_exact_install_command(
         binaries.find_binary("nginx")
     with pytest.raises(ServerError, match=r"Install it with: sudo apt-get install -y postgresql$"):
         binaries.find_binary("initdb")
+
+
+def test_picked_ports_avoid_the_ephemeral_range_and_never_repeat() -> None:
+    # A port from the range outgoing connections take could be taken by one of them
+    # before its server binds it (a Patroni node once exited so in CI).
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+    assert all(port < low for port in ports), [p for p in ports if p >= low]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports[0]))
+        taken.listen()
+        assert ports[0] not in [free_port() for _ in range(300)]
