@@ -15,6 +15,7 @@ pending, or a window over its goal; 2 when the topology could not start.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -73,6 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true", help="one round of each fault")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each fault")
     parser.add_argument("--rate", type=float, default=None, help="orders per second")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        choices=[fault.slug for fault in faults(0)],
+        help="inject only this fault (repeatable; default: every fault)",
+    )
+    parser.add_argument(
+        "--attempts",
+        type=Path,
+        help="write every request attempt here (JSON lines: seconds from the first fault)",
+    )
     args = parser.parse_args(argv)
     rounds = 1 if args.short else max(1, args.rounds)
     # The short mode's rate stays under what the worker drains on a 2-core box.
@@ -103,9 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for _ in range(rounds):
             for fault in faults(settings.ttl):
+                if args.fault and fault.slug not in args.fault:
+                    continue
                 rows.append(_inject(engines, load, fault, settle))
         load.stop()
+        if args.attempts:
+            _write_attempts(args.attempts, load.orders, rows)
         _verify(engines, load.orders, rows, PENDING_TIMEOUT / 2 if args.short else PENDING_TIMEOUT)
+        _report_dead_letters(engines)
     except ServerError as error:
         print(f"failover drill: {error}", file=sys.stderr)
         return 2
@@ -186,6 +203,34 @@ def _verify(engines: Engines, orders: list[Order], rows: list[Row], wait: float)
         row.pending += pending
         if order.order_id is None:
             row.unanswered += 1
+
+
+def _write_attempts(path: Path, orders: list[Order], rows: list[Row]) -> None:
+    """Write one JSON line per request attempt, times from the first fault, to look for
+    where a window's requests waited."""
+    zero = rows[0].start if rows else 0.0
+    with path.open("w") as out:
+        for order in orders:
+            for attempt in order.attempts:
+                line = {
+                    "key": order.key,
+                    "sent": round(attempt.sent - zero, 3),
+                    "took": round(attempt.ended - attempt.sent, 3),
+                    "status": attempt.status,
+                }
+                out.write(json.dumps(line) + "\n")
+
+
+def _report_dead_letters(engines: Engines) -> None:
+    """Print the messages the consumers gave up on: why an order may have stayed pending."""
+    patroni, _, _ = engines.running()
+    with psycopg.connect(patroni.primary_url, connect_timeout=5) as connection:
+        reasons = connection.execute(
+            "SELECT task, left(reason, 160), count(*) FROM core_deadletter "
+            "GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 10"
+        ).fetchall()
+    for task, reason, count in reasons:
+        print(f"failover drill: {count} dead letter(s) of {task}: {reason}", flush=True)
 
 
 def _report(rows: list[Row], rounds: int, rate: float) -> int:

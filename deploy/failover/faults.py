@@ -16,6 +16,7 @@ ORDERS_QUEUE = "highscale.orders"
 @dataclass(frozen=True)
 class Fault:
     name: str
+    slug: str  # what ``--fault`` names it by
     inject: Callable[[Engines], tuple[float, Callable[[], None]]]
     # Goal on the window (seconds until writes succeed again) and on failed requests.
     window_goal: float
@@ -75,8 +76,8 @@ def switchover(engines: Engines) -> tuple[float, Callable[[], None]]:
 
 def faults(ttl: int) -> list[Fault]:
     return [
-        Fault("PostgreSQL leader SIGKILL", kill_postgres_leader, ttl + 5, None),
-        Fault("Redis master SIGKILL", kill_redis_master, 5, 0),
-        Fault("RabbitMQ orders-queue leader SIGKILL", kill_rabbitmq_queue_leader, 5, 0),
-        Fault("Patroni switchover", switchover, 3, None),
+        Fault("PostgreSQL leader SIGKILL", "postgres", kill_postgres_leader, ttl + 5, None),
+        Fault("Redis master SIGKILL", "redis", kill_redis_master, 5, 0),
+        Fault("RabbitMQ orders-queue leader SIGKILL", "rabbitmq", kill_rabbitmq_queue_leader, 5, 0),
+        Fault("Patroni switchover", "switchover", switchover, 3, None),
     ]

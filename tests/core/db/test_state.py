@@ -121,8 +121,12 @@ def test_200_concurrent_requests_with_injected_failures_leak_no_routing_state(tw
     assert [r["n"] for r in seen if r["read_after"] != r["sent"]] == []
     # One replica per request: the second read used the replica the first one chose.
     assert [r["n"] for r in seen if r["replicas"][0] != r["replicas"][1]] == []
-    used = Counter(r["replicas"][0] for r in seen)
-    assert set(used) <= {"replica_1", "replica_2", None}
+    assert {r["replicas"][0] for r in seen} <= {"replica_1", "replica_2", None}
+    # Weights decide among the replicas a request may read. A request carrying a
+    # position may read only those known to have replayed it; the two aliases share one
+    # server but refresh their known positions at different moments, so such requests
+    # lean on whichever refreshed last. Requests without a position show the weights.
+    used = Counter(r["replicas"][0] for r in seen if r["sent"] is None)
     assert used["replica_2"] > used["replica_1"] > 0
     product.refresh_from_db()
     assert product.stock == total // 5
