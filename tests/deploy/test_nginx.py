@@ -49,6 +49,8 @@ class Upstream(ThreadingHTTPServer):
     seen: list[dict[str, str]]
     # Answer 502 to everything (an app that fails).
     failing: bool
+    # Answer 503 to everything (the app's answer while its database is down).
+    unavailable: bool
     # Requests to /slow in the app at once, and the most seen together.
     in_flight: int
     most_in_flight: int
@@ -66,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/slow":
             self._wait_for_company()
         body = b'{"ok": true}'
-        self.send_response(502 if self.server.failing else 200)
+        self.send_response(502 if self.server.failing else 503 if self.server.unavailable else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         if self.path.startswith("/api/v1/users/"):
@@ -95,7 +97,7 @@ def edge(tmp_path: Path) -> Iterator[tuple[int, Upstream]]:
     """Run nginx with the shipped config on a free port before one recording upstream."""
     upstream = Upstream(("127.0.0.1", 0), _Handler)
     upstream.seen = []
-    upstream.failing = False
+    upstream.failing = upstream.unavailable = False
     upstream.in_flight = upstream.most_in_flight = 0
     upstream.changed = threading.Condition()
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
@@ -269,3 +271,21 @@ def test_an_expired_catalogue_answer_is_never_served_stale(edge: tuple[int, Upst
     assert first["x-cache-status"] == "MISS"
     assert status == 502
     assert headers["x-cache-status"] != "STALE"
+
+
+def test_the_apps_503_is_passed_on_once_and_takes_no_instance_out(
+    edge: tuple[int, Upstream],
+) -> None:
+    # The app answers 503 while a dependency every instance shares (the database) is
+    # down. Counted as an instance failure, 3 of them took both instances out for
+    # fail_timeout: nginx answered 502 for 5 s after the database was back (found by
+    # make failover-drill's switchover).
+    port, upstream = edge
+    upstream.unavailable = True
+    answers = [_get(port, f"/api/v1/orders/{n}")[0] for n in range(8)]
+    reached = len([r for r in upstream.seen if r["path"].startswith("/api/v1/orders/")])
+    upstream.unavailable = False
+
+    assert answers == [503] * 8
+    assert reached == 8  # not retried on the other instance
+    assert _get(port, "/api/v1/orders/9")[0] == 200

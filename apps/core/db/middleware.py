@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections
+from django.db import connections
 from django.http import HttpRequest, HttpResponseBase
 
+from apps.core.db.failures import is_connection_failure
 from apps.core.db.health import monitor
 from apps.core.db.lsn import format_lsn, parse_lsn
 from apps.core.db.state import current_state, routing_scope
@@ -96,6 +97,6 @@ def replica_failed_under(request: HttpRequest, exception: BaseException) -> bool
         and alias is not None
         and not state.wrote
         and request.method in _SAFE_METHODS
-        and isinstance(exception, OperationalError | InterfaceError)
+        and is_connection_failure(exception)
         and connections[alias].errors_occurred
     )

@@ -19,10 +19,11 @@ from celery.app.task import Context
 from celery.worker.consumer import Consumer
 from celery.worker.request import Request
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 from kombu.message import Message
 
+from apps.core.db.failures import is_connection_failure
 from apps.core.db.remote import is_remote_server_failure
 from apps.core.events.correlation import CORRELATION_HEADER
 from apps.core.events.dead_letters import dead_letter_record
@@ -93,7 +94,7 @@ class ReliableTask(Task[Any, Any]):
                 # statement (a failover, a restart, a deadlock): the effect rolled back with
                 # its processed mark, so the retry applies it once. The broken connection
                 # is closed here, and the retry opens a new one.
-                if isinstance(exc, OperationalError | InterfaceError):
+                if is_connection_failure(exc):
                     for connection in connections.all(initialized_only=True):
                         connection.close_if_unusable_or_obsolete()
                     raise RetryableError(f"the database failed: {exc}") from exc

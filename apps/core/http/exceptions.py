@@ -7,12 +7,13 @@ import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.db import IntegrityError, InterfaceError, OperationalError
+from django.db import IntegrityError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from apps.core.db.failures import is_connection_failure
 from apps.core.db.middleware import replica_failed_under
 from apps.core.db.remote import is_remote_server_failure
 from apps.core.http.errors import ApplicationError
@@ -44,7 +45,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         status = 503
         body = error_body("A database server did not answer in time; retry shortly.")
         headers["Retry-After"] = str(SHARD_RETRY_AFTER_SECONDS)
-    elif isinstance(exc, OperationalError | InterfaceError):
+    elif is_connection_failure(exc):
         if replica_failed_under(context["request"], exc):
             return None  # read again from the primary by the routing middleware
         # The database refused or dropped the connection, or cancelled the statement

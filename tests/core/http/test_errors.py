@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import path
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apps.core.http.parsers import LONE_SURROGATE, MAX_JSON_DEPTH, TOO_DEEP, body_problem
 from apps.users.models import User
@@ -205,8 +210,22 @@ def _crash(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("secret internals")
 
 
-# The project's routes and error handlers plus one view that fails, for the 500 test.
-urlpatterns = [path("test-only/crash", _crash), *config_urls.urlpatterns]
+class _LostCommit(APIView):
+    authentication_classes = ()
+    permission_classes = ()
+
+    def post(self, request: Request) -> Response:
+        # What psycopg raised at COMMIT in a Patroni switchover, as Django re-raises it.
+        with connection.wrap_database_errors:
+            raise psycopg.InternalError("received 2 results from command 'COMMIT'")
+
+
+# The project's routes and error handlers plus views that fail, for the 500 and 503 tests.
+urlpatterns = [
+    path("test-only/crash", _crash),
+    path("test-only/lost-commit", _LostCommit.as_view()),
+    *config_urls.urlpatterns,
+]
 handler500 = config_urls.handler500
 
 
@@ -236,5 +255,14 @@ def test_a_database_that_refuses_connections_answers_503_json_with_retry_after(
 
     assert response.status_code == 503
     assert response["Content-Type"] == "application/json"
+    assert response["Retry-After"] == "1"
+    assert response.json() == {"detail": "The database is unavailable; retry shortly."}
+
+
+@pytest.mark.urls(__name__)
+def test_a_commit_whose_connection_broke_answers_503_json_not_500() -> None:
+    response = Client(raise_request_exception=False).post("/test-only/lost-commit")
+
+    assert response.status_code == 503
     assert response["Retry-After"] == "1"
     assert response.json() == {"detail": "The database is unavailable; retry shortly."}
