@@ -27,13 +27,17 @@ def test_a_commit_that_lost_the_protocol_state_is_a_connection_failure() -> None
     assert is_connection_failure(wrapped)
 
 
+def _in_an_aborted_transaction() -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        with pytest.raises(DatabaseError):
+            cursor.execute("SELECT 1 / 0")
+        # The transaction is aborted: PostgreSQL refuses this with 25P02.
+        cursor.execute("SELECT 1")
+
+
 def test_an_internal_error_the_server_sent_is_an_error_in_the_query() -> None:
-    with pytest.raises(InternalError) as raised, transaction.atomic():
-        with connection.cursor() as cursor:
-            with pytest.raises(DatabaseError):
-                cursor.execute("SELECT 1 / 0")
-            # The transaction is aborted: PostgreSQL refuses this with 25P02.
-            cursor.execute("SELECT 1")
+    with pytest.raises(InternalError) as raised:
+        _in_an_aborted_transaction()
 
     assert getattr(raised.value.__cause__, "sqlstate", None) == "25P02"
     assert not is_connection_failure(raised.value)
