@@ -51,7 +51,14 @@ def config(
         "  maxconn 2000\n"
         f"  stats socket {stats_socket} mode 600 level admin\n"
         "defaults\n"
-        "  timeout connect 2s\n"
+        # A node that stopped leading refuses connections until its check marks it down
+        # (up to fall x inter). HAProxy retries a refused connect 3 times, each after
+        # min(timeout connect, 1 s): with 2 s, a connection arriving then was held 3 s
+        # and failed, and PgBouncer stopped logging in for server_login_retry. The
+        # nodes are on loopback (or a LAN): 200 ms is ample for a connect, the retries
+        # end within 0.6 s, and redispatch lets each go to the new leader once it is up.
+        "  timeout connect 200ms\n"
+        "  option redispatch 1\n"
         # Pooled connections sit idle for long; HAProxy must not cut them.
         "  timeout client 1h\n"
         "  timeout server 1h\n"

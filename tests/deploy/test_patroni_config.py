@@ -66,3 +66,22 @@ def test_haproxy_checks_patronis_rest_port_and_cuts_sessions_of_a_node_marked_do
         assert "on-marked-down shutdown-sessions" in section
         assert "server pg1 127.0.0.1:5441 check port 8011" in section
         assert "server pg2 127.0.0.1:5442 check port 8012" in section
+
+
+def test_haproxy_gives_up_on_a_refusing_old_leader_within_a_second_and_redispatches() -> None:
+    # A node that stopped leading refuses until its check marks it down. HAProxy retries
+    # a refused connect 3 times (its default), each after min(timeout connect, 1 s): with
+    # 2 s a connection was held 3 s in a switchover, then failed.
+    text = config(
+        [Backend("pg1", 5441, 8011), Backend("pg2", 5442, 8012)],
+        primary_port=6001,
+        replica_port=6002,
+        stats_socket=Path("/tmp/h.sock"),  # noqa: S108 -- only written into the text
+    )
+    defaults = text.split("defaults\n")[1].split("listen primary\n")[0]
+    [connect] = [line.split()[-1] for line in defaults.splitlines() if "timeout connect" in line]
+    seconds = float(connect.removesuffix("ms")) / 1000 if connect.endswith("ms") else float(connect)
+
+    assert "retries" not in defaults  # the default, 3
+    assert 3 * min(seconds, 1.0) < 1.0
+    assert "option redispatch 1" in defaults
