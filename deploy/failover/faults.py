@@ -18,7 +18,7 @@ class Fault:
     name: str
     slug: str  # what ``--fault`` names it by
     inject: Callable[[Engines], tuple[float, Callable[[], None]]]
-    # Goal on the window (seconds until writes succeed again) and on failed requests.
+    # Goal on the window (seconds clients saw writes fail) and on failed requests.
     window_goal: float
     failed_goal: int | None  # None: failed attempts allowed (the client retries)
 
