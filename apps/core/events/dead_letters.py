@@ -15,12 +15,21 @@ from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from apps.core.events.correlation import CORRELATION_HEADER
 from apps.core.events.models import DeadLetter
-from apps.core.http.errors import InvalidInput
+from apps.core.http.errors import ApplicationError, InvalidInput
 
 logger = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(ApplicationError):
+    """The broker did not take a message (down, or failing over): retry shortly."""
+
+    status_code = 503
+    default_detail = "The message broker is unavailable; retry shortly."
+
 
 DRAIN_BATCH_SIZE = 1000
 
@@ -129,7 +138,8 @@ def _record_broker_dead_letter(
 def dead_letter_replay(*, dead_letter_id: int) -> DeadLetter:
     """Send a pending dead letter's message to its task again, with its correlation id.
 
-    Raise InvalidInput for a letter already handled or one that has no task to run.
+    Raise InvalidInput for a letter already handled or one that has no task to run,
+    BrokerUnavailable when the broker does not take the message (it stays pending).
     """
     with transaction.atomic():
         letter = DeadLetter.objects.select_for_update().filter(pk=dead_letter_id).first()
@@ -137,11 +147,17 @@ def dead_letter_replay(*, dead_letter_id: int) -> DeadLetter:
             raise InvalidInput(f"Dead letter {dead_letter_id} is not pending.")
         if not letter.task or "raw" in letter.payload:
             raise InvalidInput(f"Dead letter {dead_letter_id} has no decodable task to replay.")
-        current_app.signature(
-            letter.task,
-            args=letter.payload.get("args", []),
-            kwargs=letter.payload.get("kwargs", {}),
-        ).apply_async(headers={CORRELATION_HEADER: letter.correlation_id})
+        try:
+            current_app.signature(
+                letter.task,
+                args=letter.payload.get("args", []),
+                kwargs=letter.payload.get("kwargs", {}),
+            ).apply_async(headers={CORRELATION_HEADER: letter.correlation_id})
+        except BrokerError as exc:
+            # Celery's publish retries are spent; the letter stays pending (rolled back).
+            raise BrokerUnavailable(
+                f"Dead letter {dead_letter_id} stays pending: the broker did not take it ({exc})."
+            ) from exc
         letter.status = DeadLetter.Status.REPLAYED
         letter.resolved_at = timezone.now()
         letter.save(update_fields=["status", "resolved_at"])

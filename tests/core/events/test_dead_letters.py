@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -163,3 +166,36 @@ def test_a_task_whose_database_session_ends_under_it_is_retried_not_dead_lettere
 
     assert marker.read_text() == "attempt\nattempt\ndone\n"
     assert not _drained(task="tests.lose_db_connection_once")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_replay_the_broker_does_not_take_leaves_the_letter_pending_and_says_so():
+    # During a broker outage or failover the admin's replay action raised (a 500 page).
+    from django.db import connection
+
+    from deploy.local.processes import free_port
+    from tests.config.subprocess_env import DROPPED, ROOT
+
+    letter = _letter()
+    db = connection.settings_dict
+    env = {key: value for key, value in os.environ.items() if key not in DROPPED}
+    env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    # Nothing listens there: every publish is refused.
+    env["CELERY_BROKER_URL"] = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "replay_dead_letters", "--id", str(letter.pk), "--no-drain"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert f"dead letter {letter.pk}: Dead letter {letter.pk} stays pending" in result.stderr
+    assert "Traceback" not in result.stderr
+    letter.refresh_from_db()
+    assert letter.status == DeadLetter.Status.PENDING
+    assert letter.resolved_at is None
