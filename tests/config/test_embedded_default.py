@@ -140,7 +140,11 @@ def test_embedded_server_takes_and_returns_an_order(embedded):
         "Authorization": f"Token {token.json()['token']}",
         "Idempotency-Key": str(uuid.uuid4()),
     }
-    product = requests.get(f"{api}/products", timeout=TIMEOUT).json()["results"][0]
+    # The demo orders already took stock at random: order from the best-stocked product
+    # (the first one listed once had less than the 2 units ordered, and was rejected).
+    products = requests.get(f"{api}/products", timeout=TIMEOUT).json()["results"]
+    product = max(products, key=lambda p: p["stock"])
+    assert product["stock"] >= 2
 
     placed = requests.post(
         f"{api}/orders",
