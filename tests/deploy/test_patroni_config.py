@@ -51,13 +51,17 @@ def test_settings_patroni_would_refuse_are_refused(
         PatroniSettings(ttl=ttl, loop_wait=loop_wait, retry_timeout=retry_timeout)
 
 
-def test_haproxy_checks_patronis_rest_port_and_cuts_sessions_of_a_node_marked_down() -> None:
-    text = config(
+def _two_node_haproxy_config() -> str:
+    return config(
         [Backend("pg1", 5441, 8011), Backend("pg2", 5442, 8012)],
         primary_port=6001,
         replica_port=6002,
         stats_socket=Path("/tmp/h.sock"),  # noqa: S108 -- only written into the text
     )
+
+
+def test_haproxy_checks_patronis_rest_port_and_cuts_sessions_of_a_node_marked_down() -> None:
+    text = _two_node_haproxy_config()
 
     primary, replica = text.split("listen primary\n")[1].split("listen replica\n")
     assert "option httpchk GET /primary" in primary
@@ -72,12 +76,7 @@ def test_haproxy_gives_up_on_a_refusing_old_leader_within_a_second_and_redispatc
     # A node that stopped leading refuses until its check marks it down. HAProxy retries
     # a refused connect 3 times (its default), each after min(timeout connect, 1 s): with
     # 2 s a connection was held 3 s in a switchover, then failed.
-    text = config(
-        [Backend("pg1", 5441, 8011), Backend("pg2", 5442, 8012)],
-        primary_port=6001,
-        replica_port=6002,
-        stats_socket=Path("/tmp/h.sock"),  # noqa: S108 -- only written into the text
-    )
+    text = _two_node_haproxy_config()
     defaults = text.split("defaults\n")[1].split("listen primary\n")[0]
     [connect] = [line.split()[-1] for line in defaults.splitlines() if "timeout connect" in line]
     seconds = float(connect.removesuffix("ms")) / 1000 if connect.endswith("ms") else float(connect)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -174,7 +172,7 @@ def test_a_replay_the_broker_does_not_take_leaves_the_letter_pending_and_says_so
     from django.db import connection
 
     from deploy.local.processes import free_port
-    from tests.config.subprocess_env import DROPPED, ROOT
+    from tests.config.subprocess_env import DROPPED, manage
 
     letter = _letter()
     db = connection.settings_dict
@@ -183,15 +181,7 @@ def test_a_replay_the_broker_does_not_take_leaves_the_letter_pending_and_says_so
     # Nothing listens there: every publish is refused.
     env["CELERY_BROKER_URL"] = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
 
-    result = subprocess.run(
-        [sys.executable, "manage.py", "replay_dead_letters", "--id", str(letter.pk), "--no-drain"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = manage(env, "replay_dead_letters", "--id", str(letter.pk), "--no-drain")
 
     assert result.returncode == 1, result.stderr
     assert f"dead letter {letter.pk}: Dead letter {letter.pk} stays pending" in result.stderr
