@@ -26,7 +26,13 @@ class ServerError(RuntimeError):
 # Sentinel) open many: the server then fails with "address already in use". Ports
 # below that range are never handed to outgoing connections.
 _LOWEST_PORT = 10000
-_handed_out: set[int] = set()
+# A port picked but not yet bound is invisible to a bind test, so a second process
+# picking ports at the same time could hand it out again: a test picks the stack's
+# nginx port, then `make stack-ha` in a child process picked the same number for a
+# Sentinel (CI, 2026-12-07). Every pick is therefore reserved machine-wide by creating
+# a file named after the port; a reservation older than this is void, by then its
+# server has bound the port or never will.
+_RESERVATION_SECONDS = 30 * 60
 _handed_out_lock = threading.Lock()
 
 
@@ -48,20 +54,44 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def _reservations() -> Path:
+    path = Path(tempfile.gettempdir()) / "highscale-ports"
+    with contextlib.suppress(FileExistsError):
+        path.mkdir()
+        path.chmod(0o1777)  # processes of every user reserve here
+    return path
+
+
+def _reserve(port: int) -> bool:
+    """Claim ``port`` for this pick; False if another pick holds it and is recent."""
+    try:
+        marker = _reservations() / str(port)
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        return True
+    except FileExistsError:
+        pass
+    except OSError:
+        return True  # no shared directory to coordinate in: the bind test alone decides
+    try:
+        if time.time() - marker.stat().st_mtime < _RESERVATION_SECONDS:
+            return False
+        os.utime(marker)  # void: claim it anew
+    except OSError:
+        return False
+    return True
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on right now.
 
-    It lies outside the ephemeral range where the kernel allows, and this process
-    never returns the same port twice (until most of that range is handed out).
+    It lies outside the ephemeral range where the kernel allows, and no process on
+    this machine is handed it again for half an hour (see ``_RESERVATION_SECONDS``).
     """
     ports = _listen_ports()
     with _handed_out_lock:
-        if len(_handed_out) > len(ports) // 2:
-            _handed_out.clear()
         for _ in range(200 if len(ports) > 1000 else 0):
             port = ports[secrets.randbelow(len(ports))]
-            if port not in _handed_out and _bindable(port):
-                _handed_out.add(port)
+            if _bindable(port) and _reserve(port):
                 return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

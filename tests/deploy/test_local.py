@@ -6,6 +6,8 @@ from __future__ import annotations
 import glob
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -112,3 +114,24 @@ def test_picked_ports_avoid_the_ephemeral_range_and_never_repeat() -> None:
         taken.bind(("127.0.0.1", ports[0]))
         taken.listen()
         assert ports[0] not in [free_port() for _ in range(300)]
+
+
+def test_a_port_picked_here_is_not_picked_by_another_process() -> None:
+    # A test picks the stack's ports, then `make stack-ha` picks its engines' ports in
+    # a child process before the stack binds the test's: they must not overlap.
+    ours = {free_port() for _ in range(200)}
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from deploy.local.processes import free_port\n"
+            "print(*(free_port() for _ in range(200)))",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    theirs = {int(port) for port in child.stdout.split()}
+    assert len(theirs) == 200
+    assert not ours & theirs

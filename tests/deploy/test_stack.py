@@ -119,6 +119,15 @@ class Stack:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def first_failure(self) -> str:
+        """The log up to where honcho began stopping everything (what failed first),
+        then its last lines: the tail alone shows only the stop."""
+        lines = self.log().splitlines()
+        stop = next((i for i, line in enumerate(lines) if "sending SIGTERM" in line), None)
+        if stop is None:
+            return "\n".join(lines[-60:])
+        return "\n".join([*lines[max(0, stop - 40) : stop], "[…]", *lines[-15:]])
+
     def start(self) -> None:
         self.runs += 1
         log = open(self.log_path, "wb")  # noqa: SIM115 -- kept open for the stack's life
@@ -137,7 +146,7 @@ class Stack:
             assert self.popen is not None
             if self.popen.poll() is not None:
                 pytest.fail(
-                    f"make {self.target} exited ({self.popen.returncode}):\n{self.log()[-4000:]}"
+                    f"make {self.target} exited ({self.popen.returncode}):\n{self.first_failure()}"
                 )
             with contextlib.suppress(requests.RequestException):
                 return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
