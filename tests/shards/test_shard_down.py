@@ -127,6 +127,45 @@ def test_with_a_shard_down_its_owners_get_503_and_others_keep_ordering_and_readi
     ) == [(96,)]
 
 
+_UNSENT_EVENT = (
+    "INSERT INTO core_outboxevent (id, event_type, correlation_id, traceparent, payload,"
+    " created_at, publish_attempts, shard_key)"
+    " VALUES (gen_random_uuid(), 'test.swept', '', '', '{}', now() - interval '1 hour', 0, %s)"
+    " RETURNING id"
+)
+_SWEEP = (
+    "import json; from apps.core.events.outbox import outbox_sweep; "
+    "print(json.dumps(outbox_sweep(min_age_seconds=0)))"
+)
+
+
+def test_the_outbox_sweep_publishes_the_events_of_the_shards_that_answer(
+    sharded_cluster: ShardedCluster, web: Gunicorn
+) -> None:
+    # A relay that failed leaves its event to the sweep; one per shard here.
+    users = _users_on_each_shard(sharded_cluster, web, "sweep")
+    (up_owner, _), (down_owner, _) = users[1], users[2]
+    up_event = sharded_cluster.on_coordinator(_UNSENT_EVENT, [up_owner])[0][0]
+    down_event = sharded_cluster.on_coordinator(_UNSENT_EVENT, [down_owner])[0][0]
+
+    def sent(shard: int, event: object) -> bool:
+        rows = sharded_cluster.on_shard(
+            shard, "SELECT sent_at IS NOT NULL FROM core_outboxevent WHERE id = %s", [event]
+        )
+        return bool(rows[0][0])
+
+    sharded_cluster.servers.stop_server("shard2")
+    try:
+        # The sweep does not fail on the shard that is down: it publishes the other's.
+        assert sharded_cluster.shell(_SWEEP) >= 1
+        assert sent(1, up_event)
+    finally:
+        sharded_cluster.servers.restart_postgres("shard2")
+    assert not sent(2, down_event)
+    assert sharded_cluster.shell(_SWEEP) >= 1
+    assert sent(2, down_event)
+
+
 def test_a_reservation_whose_shard_dies_mid_way_leaves_nothing_and_converges_on_retry(
     sharded_cluster: ShardedCluster, web: Gunicorn
 ) -> None:

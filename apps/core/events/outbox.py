@@ -16,14 +16,14 @@ import atexit
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from celery import current_app
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 from kombu import Producer
@@ -169,23 +169,103 @@ def outbox_relay_close(timeout: float = 10.0) -> bool:
 def outbox_sweep(*, min_age_seconds: float | None = None) -> int:
     """Publish every unsent event older than ``min_age_seconds``; return how many went out.
 
-    The age keeps the sweep off events whose relay is publishing them.
+    The age keeps the sweep off events whose relay is publishing them. When the outbox
+    is partitioned over foreign servers (sharded orders), each server's partitions are
+    swept apart, so a server that is down holds back only the events it keeps.
     """
     age = settings.OUTBOX_SWEEP_MIN_AGE_SECONDS if min_age_seconds is None else min_age_seconds
     cutoff = timezone.now() - timedelta(seconds=age)
+    using = OutboxEvent.objects.db
+    servers = _foreign_partitions(using)
+    if not servers:
+        return _sweep(lambda: _unsent(cutoff))
+    sent = 0
+    for server, partitions in servers.items():
+        try:
+            sent += _sweep(lambda: _unsent_in(using, partitions, cutoff))  # noqa: B023 -- called here
+        except DatabaseError as error:
+            if not _remote_server_failed(error):
+                raise
+            logger.warning("outbox sweep: %s did not answer; its events wait for it", server)
+        if not outbox_breaker().allow():
+            break  # the broker failed: the other servers' events wait for the next sweep
+    return sent
+
+
+def _sweep(unsent: Callable[[], list[tuple[UUID, int | None]]]) -> int:
     sent = 0
     while True:
-        ids = list(
-            OutboxEvent.objects.filter(sent_at__isnull=True, created_at__lte=cutoff)
-            .order_by("created_at")
-            .values_list("id", flat=True)[:SWEEP_BATCH_SIZE]
+        batch = unsent()
+        if not batch:
+            return sent
+        published = outbox_publish(
+            event_ids=[pk for pk, _ in batch], shard_keys=[key for _, key in batch]
         )
-        if not ids:
-            return sent
-        published = outbox_publish(event_ids=ids)
         sent += published
-        if published < len(ids):
+        if published < len(batch):
             return sent
+
+
+def _unsent(cutoff: datetime) -> list[tuple[UUID, int | None]]:
+    return list(
+        OutboxEvent.objects.filter(sent_at__isnull=True, created_at__lte=cutoff)
+        .order_by("created_at")
+        .values_list("id", "shard_key")[:SWEEP_BATCH_SIZE]
+    )
+
+
+# The outbox's partitions that are foreign tables, with the foreign server of each.
+_FOREIGN_PARTITIONS_SQL = """
+    SELECT s.srvname, c.relname
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid
+    JOIN pg_foreign_table t ON t.ftrelid = c.oid
+    JOIN pg_foreign_server s ON s.oid = t.ftserver
+    WHERE i.inhparent = to_regclass(%s)
+    ORDER BY s.srvname, c.relname
+"""
+
+
+def _foreign_partitions(using: str) -> dict[str, list[str]]:
+    """Return the outbox's foreign partitions by foreign server; {} when it has none."""
+    db = connections[using]
+    if db.vendor != "postgresql":
+        return {}
+    with db.cursor() as cursor:
+        cursor.execute(_FOREIGN_PARTITIONS_SQL, [OutboxEvent._meta.db_table])
+        rows = cursor.fetchall()
+    servers: dict[str, list[str]] = {}
+    for server, partition in rows:
+        servers.setdefault(server, []).append(partition)
+    return servers
+
+
+def _unsent_in(
+    using: str, partitions: Sequence[str], cutoff: datetime
+) -> list[tuple[UUID, int | None]]:
+    """The oldest unsent events of these partitions: a statement only their server answers."""
+    db = connections[using]
+    scans = " UNION ALL ".join(
+        f"SELECT id, shard_key, created_at FROM {db.ops.quote_name(name)}"  # noqa: S608 -- catalog names, quoted
+        " WHERE sent_at IS NULL AND created_at <= %s"
+        for name in partitions
+    )
+    # Its own transaction, or a savepoint inside the caller's: a failed read leaves it usable.
+    with transaction.atomic(using=using), db.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, shard_key FROM ({scans}) unsent ORDER BY created_at LIMIT %s",  # noqa: S608
+            [*([cutoff] * len(partitions)), SWEEP_BATCH_SIZE],
+        )
+        return [(UUID(str(pk)), key) for pk, key in cursor.fetchall()]
+
+
+def _remote_server_failed(error: DatabaseError) -> bool:
+    """Whether the database reported that it could not reach a foreign server (SQLSTATE 08...).
+
+    The connection to the database itself failing has no SQLSTATE from the server.
+    """
+    sqlstate = getattr(error.__cause__, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("08")
 
 
 def outbox_publish(*, event_ids: Iterable[UUID], shard_keys: Iterable[int | None] = ()) -> int:
