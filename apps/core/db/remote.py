@@ -1,9 +1,10 @@
-"""Tell a failure of a server the database reached for (a postgres_fdw shard) from others."""
+"""The servers the database reaches for (postgres_fdw shards): which partitions of a
+table each holds, and telling their failures from others."""
 
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import OperationalError
+from django.db import OperationalError, connections
 
 # SQLSTATEs of a server that cannot be reached or did not answer in time: connection
 # exceptions (08…), and a server shutting down, crashed or still starting, as relayed.
@@ -37,3 +38,31 @@ def is_remote_server_failure(exc: BaseException) -> bool:
     message = str(getattr(diag, "message_primary", "") or "")
     relayed = _REMOTE_CONTEXT in context or message.startswith(_REMOTE_CONNECT)
     return relayed and sqlstate.startswith(_UNREACHABLE_PREFIXES)
+
+
+# A table's partitions that are foreign tables, with the foreign server of each.
+_FOREIGN_PARTITIONS_SQL = """
+    SELECT s.srvname, c.relname
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid
+    JOIN pg_foreign_table t ON t.ftrelid = c.oid
+    JOIN pg_foreign_server s ON s.oid = t.ftserver
+    WHERE i.inhparent = to_regclass(%s)
+    ORDER BY s.srvname, c.relname
+"""
+
+
+def foreign_partitions(table: str, using: str) -> dict[str, list[str]]:
+    """Return ``table``'s foreign partitions by foreign server, from the catalog.
+
+    Only with DATABASE_SHARD_URLS; {} otherwise, without a query.
+    """
+    if not settings.DATABASE_SHARD_URLS:
+        return {}
+    with connections[using].cursor() as cursor:
+        cursor.execute(_FOREIGN_PARTITIONS_SQL, [table])
+        rows = cursor.fetchall()
+    servers: dict[str, list[str]] = {}
+    for server, partition in rows:
+        servers.setdefault(server, []).append(partition)
+    return servers

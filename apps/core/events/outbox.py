@@ -31,6 +31,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
 from apps.core.breaker import CircuitBreaker
+from apps.core.db.remote import foreign_partitions, is_remote_server_failure
 from apps.core.events.correlation import CORRELATION_HEADER
 from apps.core.events.models import OutboxEvent
 from apps.core.events.routing import consumer_kwargs, events
@@ -176,7 +177,7 @@ def outbox_sweep(*, min_age_seconds: float | None = None) -> int:
     age = settings.OUTBOX_SWEEP_MIN_AGE_SECONDS if min_age_seconds is None else min_age_seconds
     cutoff = timezone.now() - timedelta(seconds=age)
     using = OutboxEvent.objects.db
-    servers = _foreign_partitions(using)
+    servers = foreign_partitions(OutboxEvent._meta.db_table, using)
     if not servers:
         return _sweep(lambda: _unsent(cutoff))
     sent = 0
@@ -184,7 +185,7 @@ def outbox_sweep(*, min_age_seconds: float | None = None) -> int:
         try:
             sent += _sweep(lambda: _unsent_in(using, partitions, cutoff))  # noqa: B023 -- called here
         except DatabaseError as error:
-            if not _remote_server_failed(error):
+            if not is_remote_server_failure(error):
                 raise
             logger.warning("outbox sweep: %s did not answer; its events wait for it", server)
         if not outbox_breaker().allow():
@@ -214,32 +215,6 @@ def _unsent(cutoff: datetime) -> list[tuple[UUID, int | None]]:
     )
 
 
-# The outbox's partitions that are foreign tables, with the foreign server of each.
-_FOREIGN_PARTITIONS_SQL = """
-    SELECT s.srvname, c.relname
-    FROM pg_inherits i
-    JOIN pg_class c ON c.oid = i.inhrelid
-    JOIN pg_foreign_table t ON t.ftrelid = c.oid
-    JOIN pg_foreign_server s ON s.oid = t.ftserver
-    WHERE i.inhparent = to_regclass(%s)
-    ORDER BY s.srvname, c.relname
-"""
-
-
-def _foreign_partitions(using: str) -> dict[str, list[str]]:
-    """Return the outbox's foreign partitions by foreign server; {} when it has none."""
-    db = connections[using]
-    if db.vendor != "postgresql":
-        return {}
-    with db.cursor() as cursor:
-        cursor.execute(_FOREIGN_PARTITIONS_SQL, [OutboxEvent._meta.db_table])
-        rows = cursor.fetchall()
-    servers: dict[str, list[str]] = {}
-    for server, partition in rows:
-        servers.setdefault(server, []).append(partition)
-    return servers
-
-
 def _unsent_in(
     using: str, partitions: Sequence[str], cutoff: datetime
 ) -> list[tuple[UUID, int | None]]:
@@ -257,15 +232,6 @@ def _unsent_in(
             [*([cutoff] * len(partitions)), SWEEP_BATCH_SIZE],
         )
         return [(UUID(str(pk)), key) for pk, key in cursor.fetchall()]
-
-
-def _remote_server_failed(error: DatabaseError) -> bool:
-    """Whether the database reported that it could not reach a foreign server (SQLSTATE 08...).
-
-    The connection to the database itself failing has no SQLSTATE from the server.
-    """
-    sqlstate = getattr(error.__cause__, "sqlstate", None)
-    return isinstance(sqlstate, str) and sqlstate.startswith("08")
 
 
 def outbox_publish(*, event_ids: Iterable[UUID], shard_keys: Iterable[int | None] = ()) -> int:
