@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ _LOWEST_PORT = 10000
 # a file named after the port; a reservation older than this is void, by then its
 # server has bound the port or never will.
 _RESERVATION_SECONDS = 30 * 60
-_handed_out_lock = threading.Lock()
 
 
 def _listen_ports() -> range:
@@ -88,11 +86,10 @@ def free_port() -> int:
     this machine is handed it again for half an hour (see ``_RESERVATION_SECONDS``).
     """
     ports = _listen_ports()
-    with _handed_out_lock:
-        for _ in range(200 if len(ports) > 1000 else 0):
-            port = ports[secrets.randbelow(len(ports))]
-            if _bindable(port) and _reserve(port):
-                return port
+    for _ in range(200 if len(ports) > 1000 else 0):
+        port = ports[secrets.randbelow(len(ports))]
+        if _bindable(port) and _reserve(port):  # the reservation file is the exclusion
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
