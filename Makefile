@@ -80,10 +80,12 @@ loadtest: install
 
 # Steps the request rate up (START_RPS, STEP_RPS, STEPS, STEP_SECONDS: find_capacity.js)
 # until a threshold breaks; k6 exits 99 then, which is the search ending, not a failure.
-# Writes var/loadtest/capacity.json for `manage.py capacity_plan --from-k6`.
+# Writes var/loadtest/capacity.json for `manage.py capacity_plan --from-k6`, with the cores
+# this machine kept busy in each step (loadtests/capacity_cpu.py: CPU-bound or waiting).
 find-capacity: install
 	@mkdir -p var/loadtest
-	BASE_URL=$${BASE_URL:-http://127.0.0.1:8080} $(BIN)/k6 run loadtests/k6/find_capacity.js; \
+	BASE_URL=$${BASE_URL:-http://127.0.0.1:8080} $(BIN)/python -m loadtests.capacity_cpu -- \
+	  $(BIN)/k6 run loadtests/k6/find_capacity.js; \
 	  status=$$?; [ $$status -eq 0 ] || [ $$status -eq 99 ] || exit $$status
 	@grep -q '"found": true' $${CAPACITY_JSON:-var/loadtest/capacity.json} || \
 	  { echo "find-capacity: no step held the thresholds (see above)" >&2; exit 1; }

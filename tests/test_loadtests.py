@@ -16,6 +16,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -203,7 +204,9 @@ def test_find_capacity_reports_the_highest_step_that_held_for_capacity_plan(
     app_server: str, tmp_path: Path
 ) -> None:
     # p95 lifted: every step holds, so the answer is the last step's achieved rate.
+    before_ms = time.time() * 1000
     result = run_find_capacity(app_server, tmp_path, P95_MS="60000")
+    after_ms = time.time() * 1000
 
     assert result.returncode == 0, result.stdout + result.stderr
     capacity = json.loads((tmp_path / "capacity.json").read_text())
@@ -213,6 +216,9 @@ def test_find_capacity_reports_the_highest_step_that_held_for_capacity_plan(
     assert all(step["failed_rate"] == 0 for step in capacity["steps"])
     assert capacity["highest_sustained_target_rps"] == 12
     assert capacity["broke_at_target_rps"] is None
+    # Where capacity_cpu.py finds each step on the wall clock: after setup, before the end.
+    assert before_ms < capacity["scenario_start_ms"] < after_ms - 3 * 3000
+    assert (capacity["step_seconds"], capacity["ramp_seconds"]) == (3, 1)
     sustained = capacity["highest_sustained_rps"]
     assert sustained == capacity["steps"][-1]["achieved_rps"]
     assert sustained > 0

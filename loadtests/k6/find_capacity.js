@@ -30,6 +30,7 @@
 import exec from "k6/execution";
 import http from "k6/http";
 import { check } from "k6";
+import { Gauge } from "k6/metrics";
 import { API, BASE_URL, DEMO_USERS, SUMMARY_JSON } from "./lib/config.js";
 import { auth, discover, login } from "./lib/api.js";
 
@@ -57,6 +58,9 @@ if (!(RAMP_SECONDS >= 0)) throw new Error("RAMP_SECONDS must be zero or more");
 if (!(ORDER_SHARE >= 0 && ORDER_SHARE <= 1)) throw new Error("ORDER_SHARE must be between 0 and 1");
 
 const STEP_MS = (RAMP_SECONDS + STEP_SECONDS) * 1000;
+// When the scenario began (Unix ms), so that loadtests/capacity_cpu.py can find each
+// step's seconds on this machine's CPU clock; setup() runs before it and is not a step.
+const scenarioStart = new Gauge("capacity_scenario_start_ms");
 const JSON_HEADERS = { "Content-Type": "application/json" };
 
 function rateOf(step) {
@@ -128,6 +132,7 @@ function currentStep() {
 }
 
 export default function (data) {
+  scenarioStart.add(exec.scenario.startTime);
   const step = currentStep();
   const roll = Math.random();
   if (roll < ORDER_SHARE) {
@@ -192,6 +197,10 @@ export function handleSummary(data) {
     thresholds: { p95_ms: P95_MS, max_failed_rate: MAX_FAILED_RATE, min_achieved: MIN_ACHIEVED },
     order_share: ORDER_SHARE,
     step_seconds: RAMP_SECONDS + STEP_SECONDS,
+    ramp_seconds: RAMP_SECONDS,
+    scenario_start_ms: data.metrics.capacity_scenario_start_ms
+      ? data.metrics.capacity_scenario_start_ms.values.value
+      : null,
     highest_sustained_rps: best ? best.achieved_rps : 0,
     highest_sustained_target_rps: best ? best.target_rps : 0,
     broke_at_target_rps: broken ? broken.target_rps : null,
