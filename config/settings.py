@@ -425,6 +425,9 @@ EVENTS_QUEUE_PREFIX = env_str("EVENTS_QUEUE_PREFIX", "highscale")
 CELERY_DB_REUSE_MAX = 1_000_000
 # Logs keep Django's format (with the request id) in the worker too.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# What a task prints (the console email backend's mails, in development) is output, not
+# the WARNING Celery logs it as by default.
+CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"
 # Dead-letter undecodable messages instead of Celery's default of acking (dropping) them.
 CELERY_WORKER_CONSUMER = "apps.core.events.consumers:DeadLetteringConsumer"
 # Periodic work for `celery beat`: publish outbox events left behind, collect dead letters.
