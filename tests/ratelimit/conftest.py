@@ -15,7 +15,7 @@ from django.conf import settings as django_settings
 
 from apps.core.redis_topology import SingleRedis
 from apps.ratelimit.selectors import override_snapshot_clear
-from deploy.local.binaries import find_binary
+from deploy.local import redis as redis_server
 from deploy.local.processes import free_port, port_open, wait_until
 
 # The contract's policies, as config/settings.py declares them.
@@ -75,11 +75,11 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = [
-            find_binary("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.dir),
-        ]  # fmt: skip
-        self.popen = subprocess.Popen(args, stdout=subprocess.DEVNULL, start_new_session=True)
+        self.popen = subprocess.Popen(
+            redis_server.command(self.port, self.dir),
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         wait_until(lambda: port_open("127.0.0.1", self.port), 30, "private redis")
 
     def stop(self) -> None:
