@@ -57,10 +57,12 @@ class Sample:
 
 
 def sample_until_exit(popen: subprocess.Popen[bytes], interval: float) -> list[Sample]:
-    """Snapshot the CPU every ``interval`` seconds until ``popen`` exits, and once after.
+    """Snapshot the CPU every ``interval`` seconds while ``popen`` runs.
 
-    Ctrl-C reaches the command too (same process group): k6 then ends its run and writes
-    its summary, so the readings go on until it has exited.
+    None is taken after it exits: an ended process's ticks are gone from ``/proc``, so
+    the load generator's time would vanish from the last step. Ctrl-C reaches the
+    command too (same process group): k6 then ends its run and writes its summary, so
+    the readings go on until it has exited.
     """
     samples = [Sample(time.time() * 1000, cpu.snapshot())]
     while True:
@@ -69,7 +71,6 @@ def sample_until_exit(popen: subprocess.Popen[bytes], interval: float) -> list[S
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
             samples.append(Sample(time.time() * 1000, cpu.snapshot()))
             continue
-        samples.append(Sample(time.time() * 1000, cpu.snapshot()))
         return samples
 
 

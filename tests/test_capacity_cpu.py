@@ -20,14 +20,15 @@ from loadtests.capacity_cpu import verdict
 ROOT = Path(__file__).resolve().parents[1]
 STEP_SECONDS = 2.5
 
-# A stand-in for k6: step 1 sleeps, step 2 spins one core, then it writes the capacity
-# file find_capacity.js would write (step 2 broke) and exits 99, as k6 does on a break.
+# A stand-in for k6: step 1 sleeps, step 2 spins one core until the run aborts, 0.5 s
+# before the step's planned end; then it writes the capacity file find_capacity.js would
+# write (step 2 broke) and exits 99, as k6 does on a break.
 FAKE_FIND_CAPACITY = textwrap.dedent(
     f"""
     import json, os, sys, time
     start = time.time() * 1000
     time.sleep({STEP_SECONDS})
-    while time.time() * 1000 < start + 2 * {STEP_SECONDS} * 1000:
+    while time.time() * 1000 < start + (2 * {STEP_SECONDS} - 0.5) * 1000:
         pass
     capacity = {{
         "scenario_start_ms": start, "step_seconds": {STEP_SECONDS}, "ramp_seconds": 0,
@@ -57,7 +58,8 @@ def test_each_step_gets_the_cores_the_load_kept_busy_and_the_status_passes_on(tm
     assert result.returncode == 99, result.stdout + result.stderr
     capacity = json.loads((tmp_path / "capacity.json").read_text())
     idle, spinning = (step["cpu_cores_busy"] for step in capacity["steps"])
-    # The load generator's own ticks: near zero asleep, near one core spinning.
+    # The load generator's own ticks: near zero asleep, near one core spinning, even in
+    # the step it ended in (no reading after it is gone from /proc).
     assert idle["load generator"] <= 0.2
     assert spinning["load generator"] >= 0.5
     assert spinning["machine"] >= spinning["load generator"] - 0.05
