@@ -57,8 +57,8 @@ def seeded(transactional_db: None, settings: Any) -> None:
     demo_data_seed(users=DEMO_USERS, products=5, orders=0, seed=9)
 
 
-@pytest.fixture
-def app_server(seeded: None, event_worker: Worker, tmp_path: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(tmp_path: Path, **overrides: str) -> Iterator[str]:
     """Serve the test database with gunicorn (2 workers); yield its base URL."""
     port = free_port()
     env = {
@@ -67,6 +67,9 @@ def app_server(seeded: None, event_worker: Worker, tmp_path: Path) -> Iterator[s
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         "ACCESS_LOG_LEVEL": "WARNING",
         "GUNICORN_LOG_LEVEL": "warning",
+        # Counters of this server alone: a run that exhausts a limit leaves none to the next.
+        "RATELIMIT_KEY_PREFIX": f"rl-k6-{port}",
+        **overrides,
     }
     # Orders are read back right after they are written: keep every read on the primary.
     env.pop("DATABASE_REPLICA_URLS", None)
@@ -90,6 +93,20 @@ def app_server(seeded: None, event_worker: Worker, tmp_path: Path) -> Iterator[s
         yield f"http://{HOST}:{port}"
     finally:
         stop_group(popen, 30)
+
+
+@pytest.fixture
+def app_server(seeded: None, event_worker: Worker, tmp_path: Path) -> Iterator[str]:
+    """Serve the app with the suite's lifted rate limits; yield its base URL."""
+    with serving(tmp_path) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def limited_app_server(seeded: None, tmp_path: Path) -> Iterator[str]:
+    """Serve the app with the contract's `api` limit (100 a minute); yield its base URL."""
+    with serving(tmp_path, RATELIMIT_OVERRIDES="login=1000000/60") as base_url:
+        yield base_url
 
 
 def run_k6(script: str, base_url: str, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -248,3 +265,26 @@ def test_find_capacity_stops_at_the_first_step_that_breaks_a_threshold(
     assert capacity["broke_because"].startswith("p95 ")
     assert len(capacity["steps"]) == 1  # aborted: the later steps never ran
     assert "highest sustained: none" in result.stdout
+
+
+def test_find_capacity_says_a_step_broke_on_the_rate_limits_not_the_capacity(
+    limited_app_server: str, tmp_path: Path
+) -> None:
+    # Anonymous reads from one address, under the contract's `api` limit (100 a minute):
+    # the first step sends about 120, so it breaks on 429s.
+    result = run_find_capacity(
+        limited_app_server, tmp_path, ORDER_SHARE="0", START_RPS="60", STEPS="2", RAMP_SECONDS="0",
+        P95_MS="60000",
+    )  # fmt: skip
+
+    assert result.returncode == 99, result.stdout + result.stderr
+    capacity = json.loads((tmp_path / "capacity.json").read_text())
+    first = capacity["steps"][0]
+    assert first["held"] is False
+    assert first["rate_limited"] > 0
+    assert first["failed_rate"] > 0.01
+    assert (
+        f"{first['rate_limited']} answered 429 (the rate limits, not the capacity"
+        in (first["reason"])
+    )
+    assert "RATELIMIT_OVERRIDES" in result.stdout
