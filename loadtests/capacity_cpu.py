@@ -126,21 +126,32 @@ def add_cpu(
 
 
 def verdict(capacity: Mapping[str, Any], cores: int) -> str:
-    """Say whether the step that broke had its cores busy or idle."""
+    """Say what the step that broke ran out of: the cores, the rate limits, or a wait."""
     broken = next((step for step in capacity["steps"] if not step["held"]), None)
     if broken is None:
         return "no step broke: raise STEPS or STEP_RPS to find the limit"
+    name = f"step {broken['step']}"
+    if broken.get("rate_limited"):
+        return (
+            f"{name} broke on the rate limiter's 429s, not on capacity: lift the limits "
+            "(RATELIMIT_OVERRIDES) and run again"
+        )
     busy = broken.get("cpu_cores_busy")
     if busy is None:
-        return f"step {broken['step']} broke too soon to read its CPU"
+        return f"{name} broke too soon to read its CPU"
     share = busy["machine"] / cores
     if share >= CPU_BOUND_SHARE:
         return (
-            f"step {broken['step']} broke with {share:.0%} of {cores} cores busy: CPU-bound; "
+            f"{name} broke with {share:.0%} of {cores} cores busy: CPU-bound; "
             "more cores or less CPU per request move the limit"
         )
+    if broken.get("failed_rate", 0) >= capacity.get("thresholds", {}).get("max_failed_rate", 1):
+        return (
+            f"{name} broke on failed requests with {1 - share:.0%} of {cores} cores idle: "
+            "see what failed in the k6 summary, not the machine"
+        )
     return (
-        f"step {broken['step']} broke with {1 - share:.0%} of {cores} cores idle: requests "
+        f"{name} broke with {1 - share:.0%} of {cores} cores idle: requests "
         "waited on something (a lock, a pool, a timeout); find it before a bigger machine"
     )
 

@@ -79,14 +79,20 @@ def test_a_server_elsewhere_gets_no_cpu_reading_and_its_file_is_left_alone(tmp_p
     assert "CPU not read: http://capacity.example:8080 is not on this machine" in result.stdout
 
 
-def broke_with(machine_cores: float | None) -> dict[str, Any]:
+def broke_with(
+    machine_cores: float | None, *, failed_rate: float = 0.0, rate_limited: int = 0
+) -> dict[str, Any]:
     busy = None if machine_cores is None else {"machine": machine_cores}
     return {
+        "thresholds": {"p95_ms": 200, "max_failed_rate": 0.01},
         "steps": [
             {"step": 1, "held": True, "cpu_cores_busy": {"machine": 0.5}},
-            {"step": 2, "held": False, "cpu_cores_busy": busy},
-        ]
-    }
+            {
+                "step": 2, "held": False, "cpu_cores_busy": busy,
+                "failed_rate": failed_rate, "rate_limited": rate_limited,
+            },
+        ],
+    }  # fmt: skip
 
 
 def test_a_break_with_busy_cores_is_cpu_bound():
@@ -107,3 +113,19 @@ def test_a_step_too_short_to_read_and_a_run_that_never_broke_say_so():
     assert verdict(broke_with(None), cores=2) == "step 2 broke too soon to read its CPU"
     held = {"steps": [{"step": 1, "held": True, "cpu_cores_busy": {"machine": 1.0}}]}
     assert verdict(held, cores=2) == "no step broke: raise STEPS or STEP_RPS to find the limit"
+
+
+def test_a_break_on_429s_names_the_rate_limits_whatever_the_cores_did():
+    expected = (
+        "step 2 broke on the rate limiter's 429s, not on capacity: lift the limits "
+        "(RATELIMIT_OVERRIDES) and run again"
+    )
+    assert verdict(broke_with(0.5, failed_rate=0.2, rate_limited=40), cores=2) == expected
+    assert verdict(broke_with(1.9, failed_rate=0.2, rate_limited=40), cores=2) == expected
+
+
+def test_a_break_on_failures_with_idle_cores_points_at_the_failures():
+    assert verdict(broke_with(0.5, failed_rate=0.05), cores=2) == (
+        "step 2 broke on failed requests with 75% of 2 cores idle: "
+        "see what failed in the k6 summary, not the machine"
+    )

@@ -288,3 +288,17 @@ def test_find_capacity_says_a_step_broke_on_the_rate_limits_not_the_capacity(
         in (first["reason"])
     )
     assert "RATELIMIT_OVERRIDES" in result.stdout
+
+
+def test_find_capacity_says_no_step_ran_when_its_setup_fails(tmp_path: Path) -> None:
+    # Nothing listens there: discovery fails in setup(), before the first step.
+    result = run_find_capacity(f"http://{HOST}:{free_port()}", tmp_path)
+
+    assert result.returncode not in (0, 99), result.stdout + result.stderr
+    capacity = json.loads((tmp_path / "capacity.json").read_text())
+    assert capacity["found"] is False
+    assert capacity["steps"] == []
+    assert "highest sustained: none - no step ran (setup() failed: see k6's error)" in (
+        result.stdout
+    )
+    assert "every step held" not in result.stdout

@@ -226,12 +226,14 @@ export function handleSummary(data) {
       `failed ${(s.failed_rate * 100).toFixed(2)} %: ${s.held ? "held" : `BROKE (${s.reason})`}`,
     );
   }
-  if (best) {
+  if (steps.length === 0) {
+    lines.push("highest sustained: none - no step ran (setup() failed: see k6's error)");
+  } else if (best) {
     lines.push(`highest sustained: ${best.achieved_rps} RPS (step ${best.step}, target ${best.target_rps} RPS)`);
   } else {
     lines.push("highest sustained: none - even the first step broke; lower START_RPS");
   }
-  if (!broken) lines.push("every step held: raise STEPS or STEP_RPS to find the limit");
+  if (!broken && steps.length > 0) lines.push("every step held: raise STEPS or STEP_RPS to find the limit");
   lines.push(`  capacity: ${CAPACITY_JSON}, summary: ${RAW_SUMMARY_JSON}`);
   return {
     stdout: lines.join("\n") + "\n",
