@@ -31,6 +31,7 @@ from tests.events_worker import (
 from tests.events_worker import (
     test_database_url as database_url_of_the_test_db,
 )
+from tests.orders.placing import place_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -75,15 +76,7 @@ def cluster_worker(
 
 
 def _place(client, product_id: int, key: str) -> int:
-    response = client.post(
-        "/api/v1/orders",
-        {"items": [{"product_id": product_id, "quantity": 1}]},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY=key,
-    )
-    # The order commits to the outbox whatever the broker does: never a failed request.
-    assert response.status_code == 201, response.content
-    return int(response.json()["id"])
+    return int(place_order(client, product_id, key)["id"])
 
 
 def _emails_per_order(worker: Worker) -> Counter[int]:

@@ -10,21 +10,15 @@ from django.core.management.base import CommandError
 from apps.core.events.models import DeadLetter, OutboxEvent, ProcessedEvent
 from apps.orders.models import Order, Product
 from tests.events_worker import wait_for
+from tests.orders.placing import place_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _place(client, product_id: int, quantity: int, key: str, **headers):
-    response = client.post(
-        "/api/v1/orders",
-        {"items": [{"product_id": product_id, "quantity": quantity}]},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY=key,
-        **headers,
-    )
-    assert response.status_code == 201, response.content
-    assert response.json()["status"] == "pending"
-    return response.json()["id"]
+    order = place_order(client, product_id, key, quantity=quantity, **headers)
+    assert order["status"] == "pending"
+    return order["id"]
 
 
 def _settled(order_id: int) -> Order | None:
