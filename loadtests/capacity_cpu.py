@@ -32,11 +32,13 @@ from loadtests.bench import cpu
 
 DEFAULT_CAPACITY_JSON = "var/loadtest/capacity.json"
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
-LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # The share of all cores above which a broken step counts as CPU-bound.
 CPU_BOUND_SHARE = 0.85
 LOAD_GENERATOR = "load generator"
-# Every server of `make stack`, by its process name (``/proc/<pid>/stat``).
+# Every server of `make stack`, by its process name (``/proc/<pid>/stat``): the program's
+# own for `.venv/bin/gunicorn` and `.venv/bin/celery`; one run as `python -m gunicorn`
+# is named "python" and counts as "other".
 SERVERS: Mapping[str, tuple[str, ...]] = {
     "gunicorn": ("gunicorn",),
     "Celery": ("celery",),
@@ -179,28 +181,37 @@ def is_local(base_url: str) -> bool:
     return (urlsplit(base_url).hostname or "") in LOCAL_HOSTS
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command, read the CPU meanwhile, add it to the capacity file; return its status."""
     parser = argparse.ArgumentParser(prog="python -m loadtests.capacity_cpu", description=__doc__)
-    parser.add_argument("--interval", type=float, default=1.0, help="seconds between readings")
+    parser.add_argument("--interval", type=_seconds, default=1.0, help="seconds between readings")
     parser.add_argument("command", nargs="+", help="the find-capacity run, after --")
     arguments = parser.parse_args(argv)
     capacity_path = Path(os.environ.get("CAPACITY_JSON", DEFAULT_CAPACITY_JSON))
     base_url = os.environ.get("BASE_URL", DEFAULT_BASE_URL)
+    started = time.time()
     popen = subprocess.Popen(arguments.command)
-    if not is_local(base_url):
-        status = popen.wait()
-        print(f"CPU not read: {base_url} is not on this machine")
-        return status
     samples = sample_until_exit(popen, arguments.interval)
     status = popen.returncode
+    if not is_local(base_url):
+        print(f"CPU not read: {base_url} is not on this machine")
+        return status
     try:
+        written = capacity_path.stat().st_mtime
         capacity = json.loads(capacity_path.read_text())
     except (OSError, ValueError) as error:
         print(f"CPU not added: {capacity_path}: {error}", file=sys.stderr)
         return status
-    if capacity.get("scenario_start_ms") is None:
-        print(f"CPU not added: {capacity_path} has no scenario_start_ms", file=sys.stderr)
+    # A run that died before its summary leaves an earlier run's file, of other seconds.
+    if written < started or capacity.get("scenario_start_ms") is None:
+        print(f"CPU not added: {capacity_path} holds no step of this run", file=sys.stderr)
         return status
     add_cpu(capacity, samples, groups_for(popen.pid))
     capacity_path.write_text(json.dumps(capacity, indent=2) + "\n")

@@ -41,10 +41,12 @@ FAKE_FIND_CAPACITY = textwrap.dedent(
 )
 
 
-def run_capacity_cpu(tmp_path: Path, base_url: str) -> subprocess.CompletedProcess[str]:
+def run_capacity_cpu(
+    tmp_path: Path, base_url: str, script: str = FAKE_FIND_CAPACITY, interval: str = "0.2"
+) -> subprocess.CompletedProcess[str]:
     command = [
-        sys.executable, "-m", "loadtests.capacity_cpu", "--interval", "0.2", "--",
-        sys.executable, "-c", FAKE_FIND_CAPACITY,
+        sys.executable, "-m", "loadtests.capacity_cpu", "--interval", interval, "--",
+        sys.executable, "-c", script,
     ]  # fmt: skip
     env = {**os.environ, "CAPACITY_JSON": str(tmp_path / "capacity.json"), "BASE_URL": base_url}
     return subprocess.run(
@@ -77,6 +79,26 @@ def test_a_server_elsewhere_gets_no_cpu_reading_and_its_file_is_left_alone(tmp_p
     assert "cpu_verdict" not in capacity
     assert all("cpu_cores_busy" not in step for step in capacity["steps"])
     assert "CPU not read: http://capacity.example:8080 is not on this machine" in result.stdout
+
+
+def test_a_file_left_by_an_earlier_run_is_not_given_this_runs_cpu(tmp_path: Path):
+    earlier = json.dumps({"scenario_start_ms": 1, "step_seconds": 1, "steps": []})
+    (tmp_path / "capacity.json").write_text(earlier)
+
+    # A load generator that dies before it writes its summary.
+    result = run_capacity_cpu(tmp_path, "http://127.0.0.1:8080", script="raise SystemExit(107)")
+
+    assert result.returncode == 107
+    assert (tmp_path / "capacity.json").read_text() == earlier
+    assert "holds no step of this run" in result.stderr
+
+
+def test_an_interval_of_no_seconds_is_refused_before_anything_runs(tmp_path: Path):
+    result = run_capacity_cpu(tmp_path, "http://127.0.0.1:8080", interval="0")
+
+    assert result.returncode == 2
+    assert "--interval: must be a number of seconds above 0, not 0" in result.stderr
+    assert not (tmp_path / "capacity.json").exists()
 
 
 def broke_with(

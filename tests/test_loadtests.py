@@ -186,8 +186,14 @@ def test_a_broken_threshold_makes_k6_exit_non_zero(app_server: str, tmp_path: Pa
     assert "threshold http_req_duration p(95)<0.001: FAILED" in result.stdout
 
 
-def run_find_capacity(base_url: str, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run find_capacity.js with tiny steps; return k6's completed process."""
+def run_find_capacity(
+    base_url: str, out: Path, *, with_cpu: bool = False, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run find_capacity.js with tiny steps; return k6's completed process.
+
+    ``with_cpu`` runs it as ``make find-capacity`` does, through loadtests/capacity_cpu.py
+    (reading the CPU five times a second, for steps this short).
+    """
     settings = {
         "BASE_URL": base_url,
         "START_RPS": "4",
@@ -207,8 +213,10 @@ def run_find_capacity(base_url: str, out: Path, **env: str) -> subprocess.Comple
         "SUMMARY_JSON": str(out / "find_capacity_summary.json"),
         **env,
     }
+    k6 = [str(K6), "run", "--quiet", "--no-color", "loadtests/k6/find_capacity.js"]
+    cpu = [sys.executable, "-m", "loadtests.capacity_cpu", "--interval", "0.2", "--"]
     return subprocess.run(
-        [str(K6), "run", "--quiet", "--no-color", "loadtests/k6/find_capacity.js"],
+        [*cpu, *k6] if with_cpu else k6,
         cwd=ROOT,
         env={**os.environ, **settings},
         capture_output=True,
@@ -222,7 +230,7 @@ def test_find_capacity_reports_the_highest_step_that_held_for_capacity_plan(
 ) -> None:
     # p95 lifted: every step holds, so the answer is the last step's achieved rate.
     before_ms = time.time() * 1000
-    result = run_find_capacity(app_server, tmp_path, P95_MS="60000")
+    result = run_find_capacity(app_server, tmp_path, with_cpu=True, P95_MS="60000")
     after_ms = time.time() * 1000
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -236,6 +244,14 @@ def test_find_capacity_reports_the_highest_step_that_held_for_capacity_plan(
     # Where capacity_cpu.py finds each step on the wall clock: after setup, before the end.
     assert before_ms < capacity["scenario_start_ms"] < after_ms - 3 * 3000
     assert (capacity["step_seconds"], capacity["ramp_seconds"]) == (3, 1)
+    # ... where it found each step's hold, with k6 busy in it. (This gunicorn runs as
+    # `python -m gunicorn`, so its time counts as "other", not "gunicorn".)
+    for step in capacity["steps"]:
+        busy = step["cpu_cores_busy"]
+        assert busy["load generator"] > 0, step
+        assert busy["machine"] >= busy["load generator"], step
+    assert capacity["cpu_verdict"] == "no step broke: raise STEPS or STEP_RPS to find the limit"
+    assert "CPU of this machine" in result.stdout
     sustained = capacity["highest_sustained_rps"]
     assert sustained == capacity["steps"][-1]["achieved_rps"]
     assert sustained > 0

@@ -61,6 +61,7 @@ const STEP_MS = (RAMP_SECONDS + STEP_SECONDS) * 1000;
 // When the scenario began (Unix ms), so that loadtests/capacity_cpu.py can find each
 // step's seconds on this machine's CPU clock; setup() runs before it and is not a step.
 const scenarioStart = new Gauge("capacity_scenario_start_ms");
+let scenarioStartAdded = false; // per VU: module state is each VU's own
 // Refusals by the rate limiter, per step: a step that broke on them measured the limits,
 // not the capacity.
 const rateLimited = new Counter("capacity_rate_limited");
@@ -136,7 +137,10 @@ function currentStep() {
 }
 
 export default function (data) {
-  scenarioStart.add(exec.scenario.startTime);
+  if (!scenarioStartAdded) {
+    scenarioStart.add(exec.scenario.startTime);
+    scenarioStartAdded = true;
+  }
   const step = currentStep();
   const roll = Math.random();
   if (roll < ORDER_SHARE) {
